@@ -1,0 +1,113 @@
+"""Pretrain the embedded `tiny` base on FigureWorld and export it to src/flashcli/weights/tiny/.
+
+Stages (each resumable from its checkpoint under --run-dir; rerun the same command to continue):
+  vae     train AutoencoderKLWan on frames of pretrain actions with seen appearances
+  encode  encode the pretraining clips once (latent cache) and measure the latent statistics
+  dit     train WanTransformer3DModel (first-frame conditioned, flow matching) + a null text embedding,
+          exporting the base every --export-every seconds and at the end
+
+Example (the run that made the shipped weights; see src/flashcli/weights/README.md):
+  nohup python scripts/pretrain_tiny.py --stages vae,encode,dit --vae-minutes 45 --dit-minutes 70 \
+      > runs/tiny/pretrain.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tiny_pretrain.configs import RunSettings
+from tiny_pretrain.dit_stage import base_meta, build_transformer, train_dit, vae_with_latent_stats
+from tiny_pretrain.export import export_base
+from tiny_pretrain.latent_cache import build_latent_cache
+from tiny_pretrain.vae_stage import load_trained_vae, train_vae
+
+STAGES = ("vae", "encode", "dit")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stages", default="vae,encode,dit", help="comma list of: " + ", ".join(STAGES))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/tiny"))
+    parser.add_argument("--export-dir", type=Path, default=Path("src/flashcli/weights/tiny"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vae-steps", type=int, default=None, help="total VAE steps (schedule length)")
+    parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
+    parser.add_argument("--encode-clips", type=int, default=None)
+    parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
+    parser.add_argument(
+        "--dit-minutes", type=float, default=None, help="stop the denoiser stage after this long"
+    )
+    parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
+    return parser.parse_args(argv)
+
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    run = RunSettings(seed=args.seed, threads=args.threads, run_dir=args.run_dir, export_dir=args.export_dir)
+    if args.vae_steps is not None:
+        run.vae.steps = args.vae_steps
+    if args.encode_clips is not None:
+        run.encode.clips = args.encode_clips
+    if args.dit_steps is not None:
+        run.dit.steps = args.dit_steps
+    if args.export_every is not None:
+        run.dit.export_every_seconds = args.export_every
+    return run
+
+
+def export_vae_only(run: RunSettings) -> None:
+    """A loadable base right after the VAE stage: trained VAE, untrained denoiser (for the DED work)."""
+    from tiny_pretrain.configs import NULL_TEXT_TOKENS, TEXT_DIM
+
+    from flashcli.core.specs import WanSpec
+
+    cache = build_latent_cache(run)
+    vae, state = load_trained_vae(run)
+    vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
+    torch.manual_seed(run.seed + 10)
+    null_text = torch.zeros(NULL_TEXT_TOKENS, TEXT_DIM)
+    spec = WanSpec(base_id="tiny", transformer=build_transformer(), vae=vae, null_text=null_text)
+    summary = {"vae_step": state["step"], "vae_eval": state.get("eval", {}), "dit_step": 0}
+    export_base(run.export_dir, spec, null_text, base_meta(run, summary))
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        print(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    run = run_settings(args)
+    torch.set_num_threads(run.threads)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "settings.json").write_text(json.dumps(run.model_dump(mode="json"), indent=2) + "\n")
+    started = time.time()
+    if "vae" in stages:
+        limit = None if args.vae_minutes is None else args.vae_minutes * 60
+        print("vae stage:", train_vae(run, time_limit=limit), flush=True)
+    if "encode" in stages:
+        cache = build_latent_cache(run)
+        print(f"latent cache: {tuple(cache['latents'].shape)} in {cache['seconds']:.0f}s", flush=True)
+        if not (run.export_dir / "flash_base.json").exists() or "dit" not in stages:
+            export_vae_only(run)
+    if "dit" in stages:
+        limit = None if args.dit_minutes is None else args.dit_minutes * 60
+
+        def export(spec, null_text, summary):  # noqa: ANN001 - local callback
+            export_base(run.export_dir, spec, null_text, base_meta(run, summary))
+
+        print("dit stage:", train_dit(run, export, time_limit=limit), flush=True)
+    print(f"done in {time.time() - started:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Pieces of the `tiny` base pretraining script (scripts/pretrain_tiny.py): configs, data, stages."""

@@ -1,0 +1,115 @@
+"""The tiny base's architecture and the pretraining run settings, in one place.
+
+Sizes were chosen by measuring step times on the 2-core CPU (numbers in the model card,
+src/flashcli/weights/README.md): 128x128, 17 frames -> a (16, 5, 16, 16) latent -> 320 tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BASE_ID = "tiny"
+Z_DIM = 16
+
+# AutoencoderKLWan: 3 spatial downsamplings (x8) and 2 temporal ones (x4, frames = 4k+1), as Wan 2.1.
+VAE_CONFIG: dict[str, Any] = {
+    "base_dim": 16,
+    "z_dim": Z_DIM,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 1,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+    "scale_factor_spatial": 8,
+    "scale_factor_temporal": 4,
+}
+
+# WanTransformer3DModel, TI2V style: in = out = z_dim, no image embedding; text is a learned null embedding.
+TEXT_DIM = 64
+NULL_TEXT_TOKENS = 8
+TRANSFORMER_CONFIG: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 6,
+    "attention_head_dim": 32,
+    "in_channels": Z_DIM,
+    "out_channels": Z_DIM,
+    "text_dim": TEXT_DIM,
+    "freq_dim": 64,
+    "ffn_dim": 768,
+    "num_layers": 6,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 64,
+}
+
+
+class DataSettings(BaseModel):
+    """Which FigureWorld clips the base may see: pretrain actions, seen appearances, disjoint seed ranges."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(default=128, ge=64)
+    frames: int = Field(default=17, ge=9)
+    fps: int = 8
+    train_seed_start: int = 0
+    heldout_seed_start: int = 1_000_000
+
+
+class VaeStageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(default=2400, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    window_frames: int = Field(default=5, ge=1, description="consecutive frames per sample (4k+1)")
+    crop: int = Field(default=64, ge=16, description="square random crop; the VAE is fully convolutional")
+    pool_clips: int = Field(default=240, ge=1, description="clips rendered once and sampled from")
+    learning_rate: float = Field(default=1e-3, gt=0)
+    min_learning_rate: float = Field(default=1e-4, gt=0)
+    warmup_steps: int = Field(default=100, ge=0)
+    kl_weight: float = Field(default=1e-4, ge=0)
+    mse_weight: float = Field(default=1.0, ge=0)
+    l1_weight: float = Field(default=1.0, ge=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+    eval_clips: int = Field(default=8, ge=1)
+
+
+class EncodeStageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clips: int = Field(default=640, ge=1)
+    flip_copies: bool = Field(default=True, description="also encode the mirrored clip (left/right swap)")
+
+
+class DitStageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(default=6000, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    min_learning_rate: float = Field(default=5e-5, gt=0)
+    warmup_steps: int = Field(default=200, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    train_shift: float = Field(default=3.0, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+    autocast_bf16: bool = Field(default=True, description="bf16 autocast on CPU: ~1.3x faster steps")
+    short_fraction: float = Field(default=0.25, ge=0, le=1, description="steps on a latent prefix")
+    short_latent_frames: int = Field(default=3, ge=2, description="3 latent frames = a 9-frame clip")
+    export_every_seconds: float = Field(default=1200.0, gt=0)
+
+
+class RunSettings(BaseModel):
+    """The whole pretraining run; saved beside the checkpoints so a rerun continues the same recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+    run_dir: Path = Path("runs/tiny")
+    export_dir: Path = Path("src/flashcli/weights/tiny")
+    data: DataSettings = Field(default_factory=DataSettings)
+    vae: VaeStageSettings = Field(default_factory=VaeStageSettings)
+    encode: EncodeStageSettings = Field(default_factory=EncodeStageSettings)
+    dit: DitStageSettings = Field(default_factory=DitStageSettings)

@@ -1,0 +1,57 @@
+"""Seeded FigureWorld clips for pretraining: pretrain actions and seen appearances only.
+
+Clip i of the training stream and clip i of the held-out stream come from disjoint seed ranges, so
+held-out frames were never shown to the VAE or the denoiser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from flashcli.figureworld import PRETRAIN_ACTIONS, render_clip
+
+from .configs import DataSettings
+
+
+def clip_action(index: int, base_seed: int) -> str:
+    """The action of stream clip `index`: a seeded draw, so every action appears about equally often."""
+    rng = np.random.default_rng([base_seed, index, 7])
+    return PRETRAIN_ACTIONS[int(rng.integers(len(PRETRAIN_ACTIONS)))]
+
+
+def render_stream_clip(
+    data: DataSettings, index: int, *, heldout: bool = False, appearance: str = "seen"
+) -> np.ndarray:
+    """uint8 (F, H, W, 3) clip `index` of the training (or held-out) stream."""
+    start = data.heldout_seed_start if heldout else data.train_seed_start
+    seed = start + index
+    clip = render_clip(
+        clip_action(index, start),
+        seed,
+        size=data.size,
+        frames=data.frames,
+        fps=data.fps,
+        appearance=appearance,  # type: ignore[arg-type]
+    )
+    return clip.frames
+
+
+def render_pool(data: DataSettings, count: int, cache_path: Path, *, heldout: bool = False) -> np.ndarray:
+    """(N, F, H, W, 3) uint8 clips, rendered once and cached as .npy (a rerun reuses the cache)."""
+    if cache_path.exists():
+        pool = np.load(cache_path, mmap_mode="r")
+        if pool.shape[0] >= count and pool.shape[1:] == (data.frames, data.size, data.size, 3):
+            return np.asarray(pool[:count])
+    clips = np.stack([render_stream_clip(data, index, heldout=heldout) for index in range(count)])
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache_path.with_suffix(".partial.npy")
+    np.save(partial, clips)
+    partial.replace(cache_path)
+    return clips
+
+
+def to_model_range(frames: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W, 3) -> float32 in [-1, 1]."""
+    return frames.astype(np.float32) / 127.5 - 1.0

@@ -1,0 +1,189 @@
+"""Stage 3: train the tiny WanTransformer3DModel on cached latents, first-frame conditioned.
+
+The forward is the core's own path: WanSpec.denoise (per-token timesteps, frame-0 tokens at t=0) and
+the rectified-flow helpers in flashcli.core.flow, so the base learns exactly what `learn` and
+`animate` later ask of it: the clean photo latent at frame 0, velocity loss on frames 1..T-1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+from flashcli.core import flow
+from flashcli.core.specs import WanSpec
+
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
+from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
+from .latent_cache import build_latent_cache
+from .vae_stage import load_trained_vae
+
+
+def build_transformer() -> WanTransformer3DModel:
+    return WanTransformer3DModel(**TRANSFORMER_CONFIG)
+
+
+def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> AutoencoderKLWan:
+    """The trained VAE with its measured latent statistics written into its config (as Wan ships them)."""
+    vae.register_to_config(latents_mean=list(mean), latents_std=list(std))
+    return vae
+
+
+def base_meta(run: RunSettings, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "base_id": BASE_ID,
+        "frames": run.data.frames,
+        "size": run.data.size,
+        "fps": run.data.fps,
+        "flow_shift": run.dit.train_shift,
+        "pretraining": extra,
+    }
+
+
+def dit_checkpoint_path(run: RunSettings) -> Path:
+    return run.run_dir / "dit" / "checkpoint.pt"
+
+
+def first_frame_flow_loss(
+    spec: WanSpec, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
+) -> torch.Tensor:
+    """Velocity MSE on frames 1..T-1 with latent frame 0 held clean (the photo)."""
+    sigma = flow.training_sigmas(x0.shape[0], generator, shift)
+    noise = torch.randn(x0.shape, generator=generator)
+    noisy = flow.add_noise(x0, noise, sigma)
+    noisy[:, :, 0] = x0[:, :, 0]
+    prediction = spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
+    target = flow.velocity_target(x0, noise)
+    return (prediction[:, :, 1:] - target[:, :, 1:]).pow(2).mean()
+
+
+def train_dit(
+    run: RunSettings,
+    export: Callable[[WanSpec, torch.Tensor, dict[str, Any]], None],
+    *,
+    time_limit: float | None = None,
+) -> dict[str, Any]:
+    settings = run.dit
+    cache = build_latent_cache(run)
+    latents: torch.Tensor = cache["latents"]
+    vae, vae_state = load_trained_vae(run)
+    vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
+
+    torch.manual_seed(run.seed + 10)
+    transformer = build_transformer()
+    null_text = torch.nn.Parameter(torch.randn(NULL_TEXT_TOKENS, TEXT_DIM) * 0.02)
+    generator = torch.Generator().manual_seed(run.seed + 11)
+    step, elapsed = 0, 0.0
+    state = load_checkpoint(dit_checkpoint_path(run))
+    if state is not None:
+        if state["vae_step"] != vae_state["step"]:
+            raise RuntimeError(
+                f"the denoiser checkpoint was trained on latents of VAE step {state['vae_step']}, but the VAE "
+                f"is now at step {vae_state['step']}; delete {dit_checkpoint_path(run)} to start the denoiser over"
+            )
+        transformer.load_state_dict(state["model"])
+        null_text.data.copy_(state["null_text"])
+    spec = WanSpec(
+        base_id=BASE_ID,
+        transformer=transformer,
+        vae=vae,
+        meta=base_meta(run, {}),
+        null_text=null_text.detach(),
+    )
+    spec.transformer.train().requires_grad_(True)
+    parameters = [*spec.transformer.parameters(), null_text]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = state["step"], state["elapsed"]
+    log = JsonlLog(run.run_dir / "dit" / "log.jsonl", step)
+    started = time.time()
+    last_export = time.time()
+    recent: list[float] = []
+
+    def summary() -> dict[str, Any]:
+        return {
+            "vae_step": vae_state["step"],
+            "vae_eval": vae_state.get("eval", {}),
+            "dit_step": step,
+            "dit_loss_recent": sum(recent) / max(1, len(recent)),
+            "dit_seconds": round(elapsed + time.time() - started),
+            "latent_clips": int(latents.shape[0]),
+        }
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            dit_checkpoint_path(run),
+            {
+                "model": spec.transformer.state_dict(),
+                "null_text": null_text.detach().clone(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "elapsed": elapsed + time.time() - started,
+                "vae_step": vae_state["step"],
+                "settings": run.model_dump(mode="json"),
+            },
+        )
+
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if settings.autocast_bf16 else contextlib.nullcontext()
+    )
+    while step < settings.steps:
+        if time_limit is not None and time.time() - started > time_limit:
+            break
+        tick = time.time()
+        lr = cosine_lr(
+            step, settings.steps, settings.learning_rate, settings.min_learning_rate, settings.warmup_steps
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        picks = torch.randint(latents.shape[0], (settings.batch_size,), generator=generator)
+        x0 = latents[picks]
+        # Some steps see only the first latent frames: the causal VAE makes that prefix exactly the latent
+        # of a shorter clip, so the base also serves 9-frame presets.
+        if float(torch.rand((), generator=generator)) < settings.short_fraction:
+            x0 = x0[:, :, : settings.short_latent_frames]
+        with autocast:
+            loss = first_frame_flow_loss(spec, x0, null_text.unsqueeze(0), generator, settings.train_shift)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        optimizer.step()
+        step += 1
+        recent = (recent + [loss.item()])[-200:]
+        log.write(
+            {
+                "step": step,
+                "loss": loss.item(),
+                "latent_frames": int(x0.shape[2]),
+                "grad_norm": float(grad_norm),
+                "lr": lr,
+                "seconds": time.time() - tick,
+                "elapsed": elapsed + time.time() - started,
+            }
+        )
+        if step % 20 == 0:
+            print(
+                f"dit step {step}/{settings.steps} loss {loss.item():.4f} (avg {summary()['dit_loss_recent']:.4f}) "
+                f"{time.time() - tick:.2f}s/step",
+                flush=True,
+            )
+        if step % settings.checkpoint_every == 0:
+            checkpoint()
+        if time.time() - last_export > settings.export_every_seconds:
+            checkpoint()
+            export(spec, null_text.detach().clone(), summary())
+            last_export = time.time()
+    checkpoint()
+    export(spec, null_text.detach().clone(), summary())
+    return summary()

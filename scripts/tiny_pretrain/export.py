@@ -1,0 +1,46 @@
+"""Write the current weights as the shipped `tiny` base folder, through the core's save_base.
+
+A Detail Enhancement Decoder already in the folder (trained by scripts/ on top of this VAE) is kept
+when the VAE weights are unchanged, and dropped with a note when they changed (it would be stale).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from flashcli.core.specs import WanSpec, save_base
+
+
+def _same_vae_weights(folder: Path, vae: torch.nn.Module) -> bool:
+    files = sorted((folder / "vae").glob("*.safetensors"))
+    if not files:
+        return False
+    shipped: dict[str, torch.Tensor] = {}
+    for path in files:
+        shipped.update(load_file(path))
+    current = vae.state_dict()
+    return shipped.keys() == current.keys() and all(
+        torch.equal(shipped[k], current[k].cpu()) for k in current
+    )
+
+
+def existing_ded(folder: Path, spec: WanSpec) -> Any | None:
+    if not (folder / "ded").is_dir():
+        return None
+    if not _same_vae_weights(folder, spec.vae):
+        print(f"note: {folder / 'ded'} was trained on other VAE weights and is not carried over", flush=True)
+        return None
+    from flashcli.core.ded import DetailEnhancedDecoder
+
+    return DetailEnhancedDecoder.from_folder(folder / "ded", spec.vae, device=spec.device)
+
+
+def export_base(folder: Path, spec: WanSpec, null_text: torch.Tensor, meta: dict[str, Any]) -> Path:
+    ded = existing_ded(folder, spec)
+    path = save_base(folder, spec.transformer, spec.vae, null_text, meta, ded=ded)
+    print(f"exported base to {path} ({meta.get('pretraining', {})})", flush=True)
+    return path

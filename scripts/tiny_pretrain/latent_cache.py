@@ -1,0 +1,64 @@
+"""Stage 2: encode the pretraining clips once with the trained VAE; measure the latent statistics.
+
+The cache holds normalised latents ((raw - mean) / std per channel, as WanSpec normalises) and is
+tied to the VAE checkpoint step it came from: a retrained VAE invalidates it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from .configs import RunSettings
+from .data import render_pool, to_model_range
+from .vae_stage import load_trained_vae
+
+
+def latent_cache_path(run: RunSettings) -> Path:
+    return run.run_dir / "cache" / "latents.pt"
+
+
+@torch.no_grad()
+def encode_clip(vae: torch.nn.Module, clip: np.ndarray) -> torch.Tensor:
+    video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
+    return vae.encode(video).latent_dist.mode()[0]
+
+
+def build_latent_cache(run: RunSettings) -> dict[str, Any]:
+    vae, vae_state = load_trained_vae(run)
+    path = latent_cache_path(run)
+    if path.exists():
+        cached = torch.load(path, map_location="cpu", weights_only=False)
+        if cached["vae_step"] == vae_state["step"] and cached["latents"].shape[0] >= run.encode.clips:
+            return cached
+    started = time.time()
+    clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
+    raw = []
+    for index, clip in enumerate(clips):
+        raw.append(encode_clip(vae, clip))
+        if run.encode.flip_copies:
+            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
+        if index % 50 == 0:
+            print(f"encoded {index}/{len(clips)} clips ({time.time() - started:.0f}s)", flush=True)
+    latents = torch.stack(raw)
+    # Per-channel statistics over every position, as Wan's latents_mean / latents_std.
+    channels_first = rearrange(latents, "n c t h w -> c (n t h w)")
+    mean, std = channels_first.mean(dim=1), channels_first.std(dim=1)
+    normalised = (latents - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    cache = {
+        "latents": normalised,
+        "latents_mean": mean.tolist(),
+        "latents_std": std.tolist(),
+        "vae_step": vae_state["step"],
+        "clips": len(clips),
+        "seconds": time.time() - started,
+    }
+    partial = path.with_suffix(".partial")
+    torch.save(cache, partial)
+    partial.replace(path)
+    return cache

@@ -1,0 +1,174 @@
+"""Stage 1: train the tiny AutoencoderKLWan on FigureWorld frames (pretrain actions, seen appearances).
+
+Samples are random windows of consecutive frames and random square crops of pre-rendered clips, so
+a step costs a fraction of a full 128x128x17 clip while the convolutions see the same statistics.
+Windows start anywhere in a clip, so every frame also plays 'frame 0' (encoded alone, causally).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan
+from einops import rearrange
+
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
+from .configs import VAE_CONFIG, Z_DIM, RunSettings
+from .data import render_pool, to_model_range
+
+
+def build_vae() -> AutoencoderKLWan:
+    # Identity latent stats until the encode stage measures the real ones.
+    return AutoencoderKLWan(**VAE_CONFIG, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+
+
+def sample_batch(
+    pool: np.ndarray, window: int, crop: int, batch: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(B, 3, window, crop, crop) in [-1, 1]: random clip, start frame, crop position and mirror."""
+    clips, frames, height, width, _ = pool.shape
+    picks = []
+    for _ in range(batch):
+        index = int(torch.randint(clips, (1,), generator=generator))
+        start = int(torch.randint(frames - window + 1, (1,), generator=generator))
+        top = int(torch.randint(height - crop + 1, (1,), generator=generator))
+        left = int(torch.randint(width - crop + 1, (1,), generator=generator))
+        piece = pool[index, start : start + window, top : top + crop, left : left + crop]
+        if bool(torch.randint(2, (1,), generator=generator)):
+            piece = piece[:, :, ::-1]
+        picks.append(to_model_range(np.ascontiguousarray(piece)))
+    return rearrange(torch.from_numpy(np.stack(picks)), "b f h w c -> b c f h w")
+
+
+def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
+    """PSNR in dB of two uint8 arrays (peak 255), over all their pixels."""
+    error = np.mean((reference.astype(np.float64) - reconstruction.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10.0 * math.log10(255.0**2 / error)
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKLWan, clip: np.ndarray) -> np.ndarray:
+    """uint8 (F, H, W, 3) -> uint8 reconstruction through the posterior mode, as the spec encodes."""
+    video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
+    latent = vae.encode(video).latent_dist.mode()
+    decoded = vae.decode(latent).sample.clamp(-1, 1)
+    pixels = rearrange(decoded[0], "c f h w -> f h w c")
+    return ((pixels + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def evaluate_vae(vae: AutoencoderKLWan, clips: np.ndarray) -> dict[str, float]:
+    """Mean per-clip PSNR over full-size, full-length clips; also frame 0 alone (the photo path)."""
+    vae.eval()
+    all_frames, first_frames = [], []
+    for clip in clips:
+        recon = reconstruct(vae, clip)
+        all_frames.append(psnr(clip, recon))
+        first_frames.append(psnr(clip[0], recon[0]))
+    vae.train()
+    return {"psnr": float(np.mean(all_frames)), "psnr_frame0": float(np.mean(first_frames))}
+
+
+def vae_checkpoint_path(run: RunSettings) -> Path:
+    return run.run_dir / "vae" / "checkpoint.pt"
+
+
+def load_trained_vae(run: RunSettings) -> tuple[AutoencoderKLWan, dict[str, Any]]:
+    state = load_checkpoint(vae_checkpoint_path(run))
+    if state is None:
+        raise FileNotFoundError(f"no VAE checkpoint at {vae_checkpoint_path(run)}; run the vae stage first")
+    vae = build_vae()
+    vae.load_state_dict(state["model"])
+    return vae.eval(), state
+
+
+def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str, Any]:
+    settings = run.vae
+    stage_dir = run.run_dir / "vae"
+    pool = render_pool(run.data, settings.pool_clips, run.run_dir / "cache" / "vae_pool.npy")
+    heldout = render_pool(
+        run.data, settings.eval_clips, run.run_dir / "cache" / "heldout_pool.npy", heldout=True
+    )
+
+    torch.manual_seed(run.seed)
+    vae = build_vae().train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(run.seed + 1)
+    step, elapsed = 0, 0.0
+    state = load_checkpoint(vae_checkpoint_path(run))
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = state["step"], state["elapsed"]
+    log = JsonlLog(stage_dir / "log.jsonl", step)
+    started = time.time()
+    best = state.get("eval", {}) if state else {}
+
+    def checkpoint(evaluation: dict[str, float]) -> None:
+        save_checkpoint(
+            vae_checkpoint_path(run),
+            {
+                "model": vae.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "elapsed": elapsed + time.time() - started,
+                "eval": evaluation,
+                "settings": run.model_dump(mode="json"),
+            },
+        )
+
+    while step < settings.steps:
+        if time_limit is not None and time.time() - started > time_limit:
+            break
+        tick = time.time()
+        lr = cosine_lr(
+            step, settings.steps, settings.learning_rate, settings.min_learning_rate, settings.warmup_steps
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = sample_batch(pool, settings.window_frames, settings.crop, settings.batch_size, generator)
+        posterior = vae.encode(batch).latent_dist
+        decoded = vae.decode(posterior.sample(generator=None)).sample
+        l1 = (decoded - batch).abs().mean()
+        mse = (decoded - batch).pow(2).mean()
+        # KL per latent element (diffusers' kl() sums over only some axes of a 5-D latent).
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+        loss = settings.l1_weight * l1 + settings.mse_weight * mse + settings.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        record = {
+            "step": step,
+            "loss": loss.item(),
+            "l1": l1.item(),
+            "mse": mse.item(),
+            "kl": kl.item(),
+            "lr": lr,
+            "seconds": time.time() - tick,
+            "elapsed": elapsed + time.time() - started,
+        }
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            best = evaluate_vae(vae, heldout)
+            record.update({f"eval_{k}": v for k, v in best.items()})
+            checkpoint(best)
+        log.write(record)
+        if step % 20 == 0:
+            print(
+                f"vae step {step}/{settings.steps} loss {loss.item():.4f} mse {mse.item():.5f} "
+                f"{record['seconds']:.2f}s/step {best}",
+                flush=True,
+            )
+    if step % settings.checkpoint_every != 0 and step != settings.steps:
+        best = evaluate_vae(vae, heldout)
+        checkpoint(best)
+    return {"step": step, "eval": best}

@@ -1,0 +1,954 @@
+"""The `flash` command: learn an action from a few clips, animate photos with it, look after the library.
+
+Thin on purpose: parse, check the user's input, call the core, persist through the library, print.
+torch and diffusers are imported inside the commands that need them, so `flash --help` stays fast.
+Exit codes: 0 success, 2 bad usage or bad input (one sentence on stderr), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError
+
+app = typer.Typer(
+    name="flash",
+    help="Teach a video model a human action from a few clips, then animate any photo with it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LibraryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--library",
+        help="Library folder (default: $FLASH_HOME, else the platform's user data dir).",
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (logs stay on stderr).")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cuda or cpu.")]
+
+
+def handles_errors(command: F) -> F:
+    """Turn a UserError into its sentence + exit 2, anything unexpected into a short report + exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from flashcli.terminal import say
+
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            say(f"error: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            say("Interrupted; nothing was saved.")
+            raise typer.Exit(130) from None
+        except Exception as error:  # noqa: BLE001 - the last line of defence: report, never a raw traceback
+            if os.environ.get("FLASH_DEBUG"):
+                traceback.print_exc()
+            say(
+                f"internal error: {type(error).__name__}: {error}. This is a bug in flash; "
+                "rerun with FLASH_DEBUG=1 for the traceback and report it."
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load_base(source: str, device: str) -> Any:
+    """Load a base ('tiny' or a folder) on `device`; a bad choice is the user's to fix."""
+    from flashcli.core.specs import load_base
+
+    try:
+        return load_base(source, device=device)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"Cannot use base '{source}' on device '{device}': {error}.") from None
+
+
+def _check_fits(spec: Any, frames: int, size: int) -> None:
+    """Frame count and size the base can take, or a sentence saying what would."""
+    if not spec.frames_ok(frames):
+        step = spec.temporal_factor
+        nearest = max(step + 1, (frames - 1) // step * step + 1)
+        raise UserError(
+            f"--frames {frames} does not fit base '{spec.base_id}': "
+            f"it needs {step}k+1 frames (e.g. {nearest})."
+        )
+    if size % spec.size_multiple:
+        nearest = max(spec.size_multiple, size // spec.size_multiple * spec.size_multiple)
+        raise UserError(
+            f"--size {size} does not fit base '{spec.base_id}': use a multiple of {spec.size_multiple} "
+            f"(e.g. {nearest})."
+        )
+
+
+def _base_source(base: str) -> str:
+    """How the manifest records a base so `animate` can load it again: 'tiny' or an absolute folder."""
+    return base if base == "tiny" else str(Path(base).expanduser().resolve())
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for package in ("flashcli", "torch", "diffusers", "peft", "numpy", "safetensors"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+# -- learn ------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def learn(
+    clips: Annotated[
+        list[Path], typer.Argument(help="A folder of clips, or several video files / frame folders.")
+    ],
+    action: Annotated[str, typer.Option("--action", "-a", help="Name of the action to create.")],
+    base: Annotated[str | None, typer.Option(help="Base model: 'tiny' (embedded) or a folder.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="quick, standard (default), best, or a .toml file.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="Text describing the action (for text bases).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip (Wan bases: 4k+1).")] = None,
+    size: Annotated[int | None, typer.Option(help="Square frame size in pixels.")] = None,
+    crop: Annotated[str | None, typer.Option(help="Fit frames by centre crop, pad or stretch.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: DeviceOption = None,
+    preview_photo: Annotated[
+        Path | None, typer.Option(help="Photo for the preview GIF (default: a held-out FigureWorld figure).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same action.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace the action if it exists.")] = False,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Learn an action from 3-16 short clips and save it to the library."""
+    from flashcli.config import resolve_learn
+    from flashcli.library import Library, check_action_name
+    from flashcli.preflight import run_preflight
+    from flashcli.terminal import print_json, say
+    from flashcli.video import discover_clips, probe_clip
+
+    check_action_name(action)
+    flags = {
+        "base": base,
+        "prompt": prompt,
+        "steps": steps,
+        "rank": rank,
+        "frames": frames,
+        "size": size,
+        "crop": crop,
+        "seed": seed,
+        "device": device,
+    }
+    preset_name, config, animate_defaults = resolve_learn(preset, flags)
+    lib = Library.open(library)
+    if lib.exists(action) and not force:
+        raise UserError(
+            f"Action '{action}' already exists in '{lib.root}'; "
+            "pass --force to replace it or choose another name."
+        )
+    clip_paths = discover_clips(clips)
+    for path in clip_paths:
+        probe_clip(path)  # a broken clip fails in a second, not after the base has loaded
+    preview_still = _read_preview_photo(preview_photo) if preview_photo is not None else None
+
+    spec = _load_base(config.base, config.device)
+    frame_count = config.frames or spec.default_frames
+    frame_size = config.size or spec.default_size
+    _check_fits(spec, frame_count, frame_size)
+    settings = config.train_settings(frame_count, frame_size)
+
+    report = run_preflight(clip_paths, frame_count, frame_size, config.crop)
+    _show_preflight(report, frame_count, frame_size, config.crop)
+
+    checkpoints = lib.checkpoint_dir(action)
+    fingerprint = _run_fingerprint(report, settings, spec)
+    _check_resume(checkpoints, fingerprint, resume)
+
+    with lib.writing(action, force=force) as staging:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        (checkpoints / "run.json").write_text(fingerprint)
+        result = _train(spec, report, settings, config.prompt, checkpoints, resume)
+        manifest = _stage_action(
+            staging.path,
+            action,
+            spec,
+            report,
+            config,
+            preset_name,
+            animate_defaults,
+            settings,
+            result,
+            preview_still,
+        )
+        target = staging.commit(force=force)
+    import shutil
+
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    summary = {
+        "action": action,
+        "path": str(target),
+        "library": str(lib.root),
+        "adapter": str(target / "adapter.safetensors"),
+        "preview": str(target / "preview.gif"),
+        "manifest": manifest.model_dump(mode="json", exclude={"losses"}),
+        "warnings": report.warnings,
+    }
+    if json_output:
+        print_json(summary)
+    else:
+        say(f"Learned '{action}' in {manifest.train_seconds:.0f} s; preview: {target / 'preview.gif'}")
+        print(target)
+
+
+def _read_preview_photo(path: Path) -> Any:
+    from flashcli.video import read_image
+
+    return read_image(path)
+
+
+def _show_preflight(report: Any, frames: int, size: int, crop: str) -> None:
+    from rich.table import Table
+
+    from flashcli.terminal import stderr_console, warn
+
+    table = Table(title=f"Clips: {frames} frames each, {size}x{size} ({crop})", title_justify="left")
+    for column in ("clip", "duration", "fps", "resolution", "frames", "used", "sampling", "motion"):
+        table.add_column(column, justify="left" if column in ("clip", "sampling") else "right")
+    for clip in report.clips:
+        record = clip.record
+        table.add_row(
+            Path(record.path).name,
+            f"{record.duration:.2f} s",
+            f"{record.fps:g}",
+            f"{record.width}x{record.height}",
+            str(record.frames_total),
+            str(record.frames_used),
+            record.sampling,
+            f"{clip.motion:.1f}",
+        )
+    stderr_console().print(table)
+    for message in report.warnings:
+        warn(message)
+
+
+def _run_fingerprint(report: Any, settings: Any, spec: Any) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "clips": [record.sha256 for record in report.records],
+            "settings": settings.model_dump(mode="json"),
+            "base_hash": spec.weight_hash,
+        },
+        sort_keys=True,
+    )
+
+
+def _check_resume(checkpoints: Path, fingerprint: str, resume: bool) -> None:
+    """--resume needs a checkpoint of this very run (same clips, settings, base).
+
+    A fresh run drops old checkpoints."""
+    from flashcli.core.trainer import CHECKPOINT_NAME
+
+    if not resume:
+        import shutil
+
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up an old one
+        return
+    run_file = checkpoints / "run.json"
+    if not run_file.is_file() or not (checkpoints / CHECKPOINT_NAME).is_file():
+        raise UserError(f"Nothing to resume at '{checkpoints}'; run the same command without --resume.")
+    if run_file.read_text() != fingerprint:
+        raise UserError(
+            "The interrupted run used other clips, settings or base; rerun with exactly the same "
+            "arguments, or without --resume to start over."
+        )
+
+
+def _train(spec: Any, report: Any, settings: Any, prompt: str | None, checkpoints: Path, resume: bool) -> Any:
+    from flashcli.core.trainer import train_adapter
+    from flashcli.terminal import StepProgress
+
+    with StepProgress("learn", settings.steps) as progress:
+        return train_adapter(
+            spec,
+            report.videos,
+            settings,
+            prompt=prompt,
+            progress=progress.train_step,
+            checkpoint_dir=checkpoints,
+            resume=resume,
+        )
+
+
+def _held_out_still(size: int, seed: int) -> tuple[Any, str]:
+    """A photo no training clip contains: frame 0 of a FigureWorld figure with an unseen appearance."""
+    from flashcli.figureworld import HELDOUT_ACTIONS, render_clip
+
+    action = HELDOUT_ACTIONS[0]
+    clip = render_clip(action, 10_000 + seed, size=size, frames=5, appearance="unseen")
+    return clip.frames[0], f"figureworld:{action}:seed={10_000 + seed}:appearance=unseen"
+
+
+def _stage_action(
+    folder: Path,
+    action: str,
+    spec: Any,
+    report: Any,
+    config: Any,
+    preset_name: str,
+    animate_defaults: dict[str, Any],
+    settings: Any,
+    result: Any,
+    preview_still: Any,
+) -> Any:
+    """Write adapter, preview and manifest into the staging folder; returns the manifest."""
+    from flashcli.core.adapter import save_adapter
+    from flashcli.core.sampler import animate_photo
+    from flashcli.core.settings import SampleSettings
+    from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE, ActionManifest, write_manifest
+    from flashcli.terminal import StepProgress
+    from flashcli.video import file_hash, fit_image, write_video
+
+    frames, size = settings.frames, settings.size
+    save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
+    if preview_still is None:
+        still, preview_source = _held_out_still(size, config.seed)
+    else:
+        still, preview_source = fit_image(preview_still, size, config.crop), "--preview-photo"
+    sample = SampleSettings(steps=config.preview_steps, seed=config.seed, prompt=config.prompt)
+    with StepProgress("preview", config.preview_steps) as progress:
+        video = animate_photo(
+            spec,
+            still,
+            [(result.adapter, result.metadata, 1.0)],
+            sample,
+            frames=frames,
+            progress=progress.sample_step,
+        )
+    fps = report.median_fps
+    write_video(folder / PREVIEW_FILE, video, fps, "gif")
+    final = result.losses[-1] if result.losses else {}
+    manifest = ActionManifest(
+        name=action,
+        prompt=config.prompt,
+        base=spec.base_id,
+        base_source=_base_source(config.base),
+        base_hash=spec.weight_hash,
+        preset=preset_name,
+        clips=report.records,
+        frames=frames,
+        size=size,
+        fps=round(fps, 3),
+        crop=config.crop,
+        seed=config.seed,
+        steps=settings.steps,
+        rank=settings.rank,
+        settings=settings.model_dump(mode="json"),
+        train_seconds=round(float(result.train_seconds), 2),
+        final_losses={name: float(value) for name, value in final.items()},
+        losses=[{name: float(value) for name, value in step.items()} for step in result.losses],
+        animate_defaults=animate_defaults,
+        adapter_sha256=file_hash(folder / ADAPTER_FILE),
+        preview_source=preview_source,
+        versions=_versions(),
+    )
+    write_manifest(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
+# -- animate ----------------------------------------------------------------------------------------
+
+
+class _ActionRef:
+    """One `--action NAME[:STRENGTH]` (or a loose adapter file) resolved to its files."""
+
+    def __init__(self, label: str, strength: float, adapter_path: Path, manifest: Any | None) -> None:
+        self.label = label
+        self.strength = strength
+        self.adapter_path = adapter_path
+        self.manifest = manifest
+
+
+def _parse_action(text: str, lib: Any) -> _ActionRef:
+    import math
+
+    from flashcli.core.adapter import MAX_STRENGTH
+    from flashcli.library import ADAPTER_FILE
+
+    name, strength = text, 1.0
+    if ":" in text:
+        name, _, raw = text.rpartition(":")
+        try:
+            strength = float(raw)
+        except ValueError:
+            raise UserError(
+                f"--action '{text}' has a strength '{raw}' that is not a number; use NAME:0.8."
+            ) from None
+        if not math.isfinite(strength) or not 0.0 <= strength <= MAX_STRENGTH:
+            raise UserError(
+                f"--action '{text}' has strength {raw}; "
+                f"use a number from 0 to {MAX_STRENGTH:g} (1 = as learned)."
+            )
+    if name.endswith(".safetensors"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"Adapter file '{path}' does not exist; pass a library action name or an adapter file."
+            )
+        return _ActionRef(path.stem, strength, path, None)
+    folder = lib.require(name)
+    return _ActionRef(name, strength, folder / ADAPTER_FILE, lib.manifest(name))
+
+
+def _plan_outputs(
+    photos: list[Path],
+    labels: list[str],
+    output: Path | None,
+    out_dir: Path | None,
+    fmt: str | None,
+) -> tuple[list[Path], str]:
+    """Where each photo's video goes, and in which format; clashes are the user's to resolve."""
+    from flashcli.video import OUTPUT_FORMATS
+
+    if output is not None and out_dir is not None:
+        raise UserError("Pass either -o/--output (one photo) or --out-dir (any number of photos), not both.")
+    if output is not None and len(photos) > 1:
+        raise UserError(
+            f"-o/--output names one file but {len(photos)} photos were given; use --out-dir DIR instead."
+        )
+    if output is not None:
+        suffix = output.suffix.lower().lstrip(".")
+        if suffix not in OUTPUT_FORMATS:
+            raise UserError(f"Output '{output}' must end in one of .{', .'.join(OUTPUT_FORMATS)}.")
+        if fmt is not None and fmt != suffix:
+            raise UserError(f"Output '{output}' is .{suffix} but --format is {fmt}; make them agree.")
+        if output.is_dir():
+            raise UserError(f"Output '{output}' is a folder; use --out-dir for folders.")
+        return [output], suffix
+    fmt = fmt or "mp4"
+    if fmt not in OUTPUT_FORMATS:
+        raise UserError(f"--format {fmt} is not supported; use one of {', '.join(OUTPUT_FORMATS)}.")
+    folder = out_dir if out_dir is not None else Path.cwd()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out-dir '{folder}' is a file; pass a folder.")
+    suffix = "+".join(labels)
+    outputs = [folder / f"{photo.stem}_{suffix}.{fmt}" for photo in photos]
+    seen: dict[Path, Path] = {}
+    for photo, out in zip(photos, outputs, strict=True):
+        if out in seen:
+            raise UserError(
+                f"Photos '{seen[out]}' and '{photo}' would both write '{out}'; "
+                "rename one or animate them separately."
+            )
+        seen[out] = photo
+    return outputs, fmt
+
+
+@app.command()
+@handles_errors
+def animate(
+    photos: Annotated[list[Path], typer.Argument(help="Photos to animate (frame 0 of each video).")],
+    action: Annotated[
+        list[str],
+        typer.Option(
+            "--action", "-a", help="NAME or NAME:STRENGTH (repeatable), or an adapter .safetensors file."
+        ),
+    ],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one photo).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the outputs (default: current folder).")
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="mp4, gif, webp or png (animated).")
+    ] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames to generate (default: as learned).")] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="Frames per second of the output (default: as learned).")
+    ] = None,
+    size: Annotated[int | None, typer.Option(help="Square output size (default: as learned).")] = None,
+    crop: Annotated[str | None, typer.Option(help="Fit the photo by centre crop, pad or stretch.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base to use (default: the one the action was learned on).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Preset for sampling settings (default: the action's).")
+    ] = None,
+    device: DeviceOption = None,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Animate photos with learned actions; writes one video and one .json sidecar per photo."""
+    from flashcli.config import resolve_animate
+    from flashcli.library import Library
+    from flashcli.terminal import print_json
+    from flashcli.video import read_image
+
+    lib = Library.open(library)
+    refs = [_parse_action(text, lib) for text in action]
+    images = [read_image(photo) for photo in photos]  # every photo checked before any work
+    outputs, fmt = _plan_outputs(photos, [ref.label for ref in refs], output, out_dir, output_format)
+    manifests = [ref.manifest for ref in refs if ref.manifest is not None]
+    first = manifests[0] if manifests else None
+    flags = {
+        "steps": steps,
+        "frames": frames,
+        "size": size,
+        "fps": fps,
+        "seed": seed,
+        "crop": crop,
+        "format": fmt,
+        "device": device,
+    }
+    preset_name, config = resolve_animate(preset, flags, first.animate_defaults if first else None)
+    base_source = base or (first.base_source if first else "tiny")
+    sources = {m.base_hash: m.name for m in manifests}
+    if len(sources) > 1:
+        names = ", ".join(f"'{name}'" for name in sources.values())
+        raise UserError(f"Actions {names} were learned on different bases; animate them in separate calls.")
+
+    spec = _load_base(base_source, config.device)
+    frame_count = config.frames or (first.frames if first else spec.default_frames)
+    frame_size = config.size or (first.size if first else spec.default_size)
+    out_fps = config.fps or (first.fps if first else float(spec.fps))
+    _check_fits(spec, frame_count, frame_size)
+    prompt = next((m.prompt for m in manifests if m.prompt), None)
+    sample = config.sample_settings(prompt)
+    adapters = _load_adapters(refs, spec)
+
+    results = []
+    for photo, image, out in zip(photos, images, outputs, strict=True):
+        video = _animate_one(spec, image, adapters, sample, frame_count, frame_size, config.crop, photo)
+        results.append(
+            _write_output(
+                out, fmt, video, out_fps, photo, refs, spec, base_source, config, preset_name, sample
+            )
+        )
+    if json_output:
+        print_json({"outputs": results})
+    else:
+        for result in results:
+            print(result["video"])
+
+
+def _load_adapters(refs: list[_ActionRef], spec: Any) -> list[tuple[Any, Any, float]]:
+    """Read every adapter and check it fits the loaded base, before anything is generated."""
+    from flashcli.core.adapter import AdapterMismatchError, check_adapter_matches, load_adapter
+
+    loaded = []
+    for ref in refs:
+        try:
+            tensors, metadata = load_adapter(ref.adapter_path)
+            check_adapter_matches(spec, metadata, source=f"action '{ref.label}'")
+        except AdapterMismatchError as error:
+            raise UserError(f"{str(error)[:1].upper()}{str(error)[1:]}.") from None
+        except OSError as error:
+            raise UserError(
+                f"Cannot read adapter '{ref.adapter_path}' ({error}); re-learn or re-import the action."
+            ) from None
+        loaded.append((tensors, {**metadata, "action": ref.label}, ref.strength))
+    return loaded
+
+
+def _animate_one(
+    spec: Any,
+    image: Any,
+    adapters: list[Any],
+    sample: Any,
+    frames: int,
+    size: int,
+    crop: str,
+    photo: Path,
+) -> Any:
+    from flashcli.core.adapter import AdapterMismatchError
+    from flashcli.core.sampler import animate_photo
+    from flashcli.terminal import StepProgress
+    from flashcli.video import fit_image
+
+    still = fit_image(image, size, crop)  # type: ignore[arg-type]
+    with StepProgress(f"animate {photo.name}", sample.steps) as progress:
+        try:
+            return animate_photo(spec, still, adapters, sample, frames=frames, progress=progress.sample_step)
+        except AdapterMismatchError as error:
+            raise UserError(str(error)) from None
+
+
+def _write_output(
+    out: Path,
+    fmt: str,
+    video: Any,
+    fps: float,
+    photo: Path,
+    refs: list[_ActionRef],
+    spec: Any,
+    base_source: str,
+    config: Any,
+    preset_name: str,
+    sample: Any,
+) -> dict[str, Any]:
+    import json
+    from datetime import datetime, timezone
+
+    from flashcli.video import atomic_path, file_hash, write_video
+
+    write_video(out, video, fps, fmt)  # type: ignore[arg-type]
+    sidecar = out.with_name(out.name + ".json")
+    record = {
+        "video": str(out),
+        "sidecar": str(sidecar),
+        "photo": {"path": str(photo), "sha256": file_hash(photo)},
+        "actions": [
+            {
+                "name": ref.label,
+                "strength": ref.strength,
+                "adapter": str(ref.adapter_path),
+                "adapter_sha256": file_hash(ref.adapter_path),
+            }
+            for ref in refs
+        ],
+        "base": {"id": spec.base_id, "source": base_source, "weight_hash": spec.weight_hash},
+        "frames": int(video.shape[0]),
+        "size": int(video.shape[1]),
+        "fps": fps,
+        "format": fmt,
+        "seed": sample.seed,
+        "preset": preset_name,
+        "settings": config.model_dump(mode="json"),
+        "sample_settings": sample.model_dump(mode="json"),
+        "device": str(spec.device),
+        "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with atomic_path(sidecar) as temp:
+        temp.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+# -- inspect ----------------------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def inspect(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="An action name, or an adapter .safetensors file; none = the library."),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the loss curves to this PNG.")] = None,
+    contact_sheet: Annotated[
+        Path | None, typer.Option(help="Write the preview's frames as a grid PNG.")
+    ] = None,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the library, one action in depth, or a loose adapter file."""
+    from flashcli.library import Library
+    from flashcli.terminal import print_json
+
+    lib = Library.open(library)
+    if target is None:
+        if plot is not None or contact_sheet is not None:
+            raise UserError(
+                "--plot and --contact-sheet need an action name: flash inspect NAME --plot loss.png."
+            )
+        document = _library_table(lib, show=not json_output)
+    elif target.endswith(".safetensors") or Path(target).is_file():
+        if plot is not None or contact_sheet is not None:
+            raise UserError("--plot and --contact-sheet need a library action, not a loose adapter file.")
+        document = _loose_adapter(Path(target), show=not json_output)
+    else:
+        document = _action_details(lib, target, plot, contact_sheet, show=not json_output)
+    if json_output:
+        print_json(document)
+
+
+def _library_table(lib: Any, *, show: bool) -> dict[str, Any]:
+    from rich.table import Table
+
+    from flashcli.terminal import stdout_console
+
+    rows = []
+    for name in lib.names():
+        manifest = lib.manifest(name)
+        rows.append(
+            {
+                "action": name,
+                "base": manifest.base,
+                "clips": len(manifest.clips),
+                "steps": manifest.steps,
+                "created": manifest.created,
+                "size_bytes": lib.size_bytes(name),
+            }
+        )
+    table = Table(title=f"Library {lib.root}", title_justify="left")
+    for column in ("action", "base", "clips", "steps", "created", "size"):
+        table.add_column(column, justify="right" if column in ("clips", "steps", "size") else "left")
+    for row in rows:
+        table.add_row(
+            row["action"],
+            row["base"],
+            str(row["clips"]),
+            str(row["steps"]),
+            row["created"],
+            _human_bytes(row["size_bytes"]),
+        )
+    if show:
+        stdout_console().print(
+            table if rows else f"No actions in {lib.root} yet; make one with `flash learn`."
+        )
+    return {"library": str(lib.root), "actions": rows}
+
+
+def _human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
+
+
+def _action_details(
+    lib: Any, name: str, plot: Path | None, contact_sheet: Path | None, *, show: bool
+) -> dict[str, Any]:
+    from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE
+    from flashcli.views import loss_series, sparkline, write_contact_sheet, write_loss_plot
+
+    manifest = lib.manifest(name)
+    folder = lib.action_dir(name)
+    files = {
+        "folder": str(folder),
+        "adapter": str(folder / ADAPTER_FILE),
+        "manifest": str(folder / MANIFEST_FILE),
+        "preview": str(folder / PREVIEW_FILE) if (folder / PREVIEW_FILE).is_file() else None,
+    }
+    written: dict[str, str] = {}
+    if plot is not None:
+        if not manifest.losses:
+            raise UserError(f"Action '{name}' has no recorded losses to plot; re-learn it to get them.")
+        written["plot"] = str(write_loss_plot(plot, manifest.losses, f"{name}: training losses"))
+    if contact_sheet is not None:
+        if files["preview"] is None:
+            raise UserError(f"Action '{name}' has no preview.gif; re-learn it to get one.")
+        from flashcli.video import read_output
+
+        written["contact_sheet"] = str(write_contact_sheet(contact_sheet, read_output(folder / PREVIEW_FILE)))
+    curves = {term: sparkline(values) for term, values in loss_series(manifest.losses).items()}
+    if show:
+        _print_action(manifest, files, curves, written)
+    return {"manifest": manifest.model_dump(mode="json"), "files": files, "written": written}
+
+
+def _print_action(
+    manifest: Any, files: dict[str, Any], curves: dict[str, str], written: dict[str, str]
+) -> None:
+    from rich.table import Table
+
+    from flashcli.terminal import stdout_console
+
+    console = stdout_console()
+    console.print(f"[bold]{manifest.name}[/bold]  learned {manifest.created} on base {manifest.base}")
+    facts = Table(show_header=False, box=None)
+    for key in (
+        "prompt",
+        "preset",
+        "frames",
+        "size",
+        "fps",
+        "crop",
+        "steps",
+        "rank",
+        "seed",
+        "train_seconds",
+    ):
+        facts.add_row(key, str(getattr(manifest, key)))
+    facts.add_row("base hash", manifest.base_hash[:16])
+    facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))
+    facts.add_row("preview from", manifest.preview_source)
+    console.print(facts)
+    clips = Table(title="Clips", title_justify="left")
+    for column in ("clip", "duration", "fps", "resolution", "frames", "sampling", "sha256"):
+        clips.add_column(column)
+    for clip in manifest.clips:
+        clips.add_row(
+            clip.path,
+            f"{clip.duration:.2f} s",
+            f"{clip.fps:g}",
+            f"{clip.width}x{clip.height}",
+            f"{clip.frames_used}/{clip.frames_total}",
+            clip.sampling,
+            clip.sha256[:12],
+        )
+    console.print(clips)
+    if curves:
+        console.print("Losses (first step to last):")
+        for term, line in curves.items():
+            console.print(f"  {term:>12} {line}")
+    for key, value in {**files, **written}.items():
+        if value:
+            console.print(f"{key:>13}: {value}")
+
+
+def _loose_adapter(path: Path, *, show: bool) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise UserError(f"Adapter file '{path}' does not exist; check the path.")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = dict(handle.metadata() or {})
+            shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(
+            f"'{path}' is not a readable safetensors file ({error}); pass an adapter file."
+        ) from None
+    import math
+
+    parameters = sum(math.prod(shape) for shape in shapes.values())
+    document = {"path": str(path), "metadata": metadata, "tensors": len(shapes), "parameters": parameters}
+    if show:
+        from rich.table import Table
+
+        from flashcli.terminal import stdout_console
+
+        table = Table(title=f"Adapter {path}", show_header=False, title_justify="left")
+        for key, value in sorted(metadata.items()):
+            table.add_row(key, value)
+        table.add_row("tensors", str(len(shapes)))
+        table.add_row("parameters", f"{parameters:,}")
+        stdout_console().print(table)
+    return document
+
+
+# -- library housekeeping ---------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def remove(
+    name: Annotated[str, typer.Argument(help="Action to delete from the library.")],
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete an action (its adapter, manifest and preview) from the library."""
+    from flashcli.library import Library
+    from flashcli.terminal import print_json, say
+
+    lib = Library.open(library)
+    lib.remove(name)
+    if json_output:
+        print_json({"removed": name, "library": str(lib.root)})
+    else:
+        say(f"Removed '{name}' from {lib.root}.")
+
+
+@app.command()
+@handles_errors
+def rename(
+    old: Annotated[str, typer.Argument(help="Current action name.")],
+    new: Annotated[str, typer.Argument(help="New action name.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing action called NEW.")] = False,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rename an action in the library."""
+    from flashcli.library import Library
+    from flashcli.terminal import print_json, say
+
+    lib = Library.open(library)
+    target = lib.rename(old, new, force=force)
+    if json_output:
+        print_json({"renamed": old, "to": new, "path": str(target)})
+    else:
+        say(f"Renamed '{old}' to '{new}'.")
+
+
+@app.command("export")
+@handles_errors
+def export_action(
+    name: Annotated[str, typer.Argument(help="Action to export.")],
+    destination: Annotated[
+        Path | None, typer.Argument(help="File to write (default: NAME.flash in the current folder).")
+    ] = None,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Pack an action into one .flash file (a zip of its manifest, adapter and preview)."""
+    from flashcli.library import EXPORT_SUFFIX, Library
+    from flashcli.terminal import print_json
+
+    lib = Library.open(library)
+    written = lib.export(name, destination or Path(f"{name}{EXPORT_SUFFIX}"))
+    if json_output:
+        print_json({"exported": name, "file": str(written)})
+    else:
+        print(written)
+
+
+@app.command("import")
+@handles_errors
+def import_action(
+    source: Annotated[Path, typer.Argument(help="A .flash file made by `flash export`.")],
+    name: Annotated[
+        str | None, typer.Option("--as", help="Name to give the action (default: its own).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing action of that name.")] = False,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Add an action from a .flash file to the library."""
+    from flashcli.library import Library
+    from flashcli.terminal import print_json, say
+
+    lib = Library.open(library)
+    imported = lib.import_(source, name=name, force=force)
+    if json_output:
+        print_json({"imported": imported, "path": str(lib.action_dir(imported))})
+    else:
+        say(f"Imported '{imported}' into {lib.root}.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # A polite kill (SIGTERM) unwinds like Ctrl-C, so staging folders and temp files are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Settings the core takes from the CLI's config layer (pydantic, unknown keys are errors)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0")
+ALL_LORA_TARGETS: tuple[str, ...] = DEFAULT_LORA_TARGETS + (
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
+)
+
+# The paper's six ablation variants, as switches (strong_augment, motion, correspondence, detail).
+VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "none": (False, False, False, False),
+    "augment": (True, False, False, False),
+    "augment_motion": (True, True, False, False),
+    "augment_correspondence": (True, False, True, False),
+    "augment_both": (True, True, True, False),
+    "full": (True, True, True, True),
+}
+
+
+class AlignSettings(BaseModel):
+    """The Motion Alignment Module's switches and loss weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strong_augment: bool = True
+    motion_align: bool = True
+    correspondence_align: bool = True
+    detail_enhance: bool = True
+    motion_blocks: list[int] | None = Field(
+        default=None, description="denoiser blocks; None = the base's default"
+    )
+    correspondence_blocks: list[int] | None = None
+    aligned_loss_weight: float = Field(default=1.0, ge=0)
+    augmented_loss_weight: float = Field(default=1.0, ge=0)
+    # A third forward on x without injection; off by default so alignment costs ~one extra pass.
+    plain_loss_weight: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _alignment_needs_augmentation(self) -> AlignSettings:
+        if (self.motion_align or self.correspondence_align) and not self.strong_augment:
+            raise ValueError(
+                "motion_align and correspondence_align need strong_augment: "
+                "they take their motion from the augmented copy"
+            )
+        return self
+
+    @property
+    def injects(self) -> bool:
+        return self.motion_align or self.correspondence_align
+
+    @classmethod
+    def variant(cls, name: str, **overrides: object) -> AlignSettings:
+        """One of the paper's ablation variants by name: none, augment, augment_motion,
+        augment_correspondence, augment_both, full."""
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
+        augment, motion, correspondence, detail = VARIANTS[name]
+        return cls(
+            strong_augment=augment,
+            motion_align=motion,
+            correspondence_align=correspondence,
+            detail_enhance=detail,
+            **overrides,
+        )
+
+    @property
+    def variant_name(self) -> str | None:
+        switches = (self.strong_augment, self.motion_align, self.correspondence_align, self.detail_enhance)
+        return next((name for name, value in VARIANTS.items() if value == switches), None)
+
+
+class TrainSettings(BaseModel):
+    """Everything `train_adapter` needs besides the clips."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: int = Field(default=17, ge=5)
+    size: int = Field(default=64, ge=16)
+    steps: int = Field(default=300, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=1e-2, ge=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    batch_size: int = Field(default=1, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    rank: int = Field(default=16, ge=1)
+    alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; None = rank")
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    gradient_checkpointing: bool = False
+    precision: Precision = "auto"
+    seed: int = 0
+    train_shift: float = Field(default=3.0, gt=0, description="timestep shift for training sigmas")
+    augment_copies: int = Field(default=4, ge=1, description="augmented copies per clip, encoded once")
+    checkpoint_every: int = Field(default=0, ge=0, description="0 = no checkpoints")
+    align: AlignSettings = Field(default_factory=AlignSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSettings:
+        unknown = [t for t in self.targets if t not in ALL_LORA_TARGETS]
+        if unknown:
+            raise ValueError(f"unknown LoRA targets {unknown}; choose from {', '.join(ALL_LORA_TARGETS)}")
+        if not self.targets:
+            raise ValueError("targets must name at least one attention projection")
+        return self
+
+    @property
+    def lora_alpha(self) -> float:
+        return float(self.alpha if self.alpha is not None else self.rank)
+
+
+class SampleSettings(BaseModel):
+    """Settings for `animate_photo`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(default=30, ge=1)
+    seed: int = 0
+    shift: float | None = Field(default=None, gt=0, description="None = the base's flow shift")
+    guidance: float = Field(default=5.0, ge=1.0, description="classifier-free guidance; only for text bases")
+    prompt: str | None = None
+    negative_prompt: str = ""
+    use_ded: bool = True
+    precision: Precision = "auto"

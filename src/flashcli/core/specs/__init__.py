@@ -1,0 +1,228 @@
+"""Loading and saving base models. One spec class per architecture; today only Wan.
+
+A flash base folder holds `flash_base.json`, `transformer/` and `vae/` (diffusers save_pretrained),
+`null_text.safetensors` (when the base has no text encoder) and optionally `ded/`. A diffusers Wan
+folder (model_index.json with transformer, vae, text_encoder, tokenizer) loads through the same spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flashcli.core.specs.wan import BASE_META_DEFAULTS, WanSpec, hash_weight_files, read_base_meta
+
+__all__ = ["WanSpec", "load_base", "save_base", "tiny_base_folder", "BASE_META_DEFAULTS"]
+
+
+def tiny_base_folder() -> Path:
+    """Where the embedded `tiny` base lives inside the package."""
+    return Path(__file__).resolve().parents[2] / "weights" / "tiny"
+
+
+def load_base(
+    base: str | Path = "tiny",
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+) -> WanSpec:
+    """Load a base by name ("tiny") or folder and return its spec, ready on `device`."""
+    from flashcli.core.devices import default_dtype, resolve_device
+
+    torch_device = resolve_device(device)
+    torch_dtype = dtype or default_dtype(torch_device)
+    if str(base) == "tiny":
+        folder = tiny_base_folder()
+        if not (folder / "flash_base.json").is_file():
+            raise FileNotFoundError(
+                f"the embedded tiny base is missing from {folder}; reinstall flashcli or pass --base FOLDER"
+            )
+    else:
+        folder = Path(base).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"base {str(base)!r} is neither 'tiny' nor a folder; download a diffusers Wan 2.2 TI2V "
+                "checkpoint (e.g. with `huggingface-cli download`) and pass its folder"
+            )
+    if (folder / "flash_base.json").is_file():
+        return _load_flash_folder(folder, torch_device, torch_dtype)
+    if (folder / "model_index.json").is_file():
+        return _load_diffusers_folder(folder, torch_device, torch_dtype)
+    raise FileNotFoundError(
+        f"{folder} holds neither flash_base.json nor model_index.json, so it is not a base"
+    )
+
+
+def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> WanSpec:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from safetensors.torch import load_file
+
+    meta = read_base_meta(folder)
+    for part in ("transformer", "vae"):
+        if not (folder / part / "config.json").is_file():
+            raise FileNotFoundError(f"base folder {folder} has no {part}/config.json")
+    transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    text_encoder = tokenizer = null_text = None
+    if meta["text_mode"] == "null":
+        null_path = folder / "null_text.safetensors"
+        if not null_path.is_file():
+            raise FileNotFoundError(f"base folder {folder} has text_mode 'null' but no null_text.safetensors")
+        null_text = load_file(null_path)["null_text"]
+    elif meta["text_mode"] == "umt5":
+        text_encoder, tokenizer = _load_umt5(folder)
+    else:
+        raise ValueError(
+            f"{folder}/flash_base.json: text_mode must be 'null' or 'umt5', not {meta['text_mode']!r}"
+        )
+    spec = WanSpec(
+        base_id=str(meta["base_id"]),
+        transformer=transformer,
+        vae=vae,
+        meta=meta,
+        null_text=null_text,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        weight_hash=hash_weight_files(folder / "transformer"),
+        folder=folder,
+        device=device,
+        dtype=dtype,
+    )
+    spec.ded = _load_ded(folder, spec)
+    return spec
+
+
+def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> WanSpec:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    index = json.loads((folder / "model_index.json").read_text())
+    if index.get("transformer_2") and index["transformer_2"][0] is not None:
+        raise ValueError(
+            f"{folder} is a two-expert Wan 2.2 A14B checkpoint; flash supports single-transformer TI2V bases"
+        )
+    for part in ("transformer", "vae", "text_encoder", "tokenizer"):
+        if not (folder / part).is_dir():
+            raise FileNotFoundError(f"diffusers folder {folder} has no {part}/ subfolder")
+    transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    text_encoder, tokenizer = _load_umt5(folder)
+    meta: dict[str, Any] = {"base_id": folder.name, "text_mode": "umt5", "frames": 81, "size": 480, "fps": 16}
+    scheduler_config = folder / "scheduler" / "scheduler_config.json"
+    if scheduler_config.is_file():
+        shift = json.loads(scheduler_config.read_text()).get("flow_shift")
+        if shift:
+            meta["flow_shift"] = float(shift)
+    spec = WanSpec(
+        base_id=folder.name,
+        transformer=transformer,
+        vae=vae,
+        meta=meta,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        weight_hash=hash_weight_files(folder / "transformer"),
+        folder=folder,
+        device=device,
+        dtype=dtype,
+    )
+    spec.ded = _load_ded(folder, spec)
+    return spec
+
+
+def _load_umt5(folder: Path) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
+        raise FileNotFoundError(
+            f"base folder {folder} uses a text encoder but lacks text_encoder/ or tokenizer/"
+        )
+    text_encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    return text_encoder, tokenizer
+
+
+def _load_ded(folder: Path, spec: WanSpec) -> Any | None:
+    """The Detail Enhancement Decoder, when the base ships one and the module is installed."""
+    if not (folder / "ded").is_dir():
+        return None
+    try:
+        from flashcli.core.ded import DetailEnhancedDecoder
+    except ImportError:
+        return None
+    ded = DetailEnhancedDecoder.from_folder(folder / "ded", spec.vae, device=spec.device)
+    ded.eval()
+    return ded
+
+
+def save_base(
+    folder: str | Path,
+    transformer: torch.nn.Module,
+    vae: torch.nn.Module,
+    null_text_embedding: torch.Tensor | None,
+    meta: Mapping[str, Any],
+    *,
+    text_encoder: torch.nn.Module | None = None,
+    tokenizer: Any | None = None,
+    ded: Any | None = None,
+) -> Path:
+    """Write a flash base folder atomically (a temp folder renamed into place; an old one is replaced).
+
+    `meta` needs at least base_id; frames, size, fps, flow_shift, text_mode default as in
+    BASE_META_DEFAULTS. A base without a text encoder needs `null_text_embedding` (tokens, text_dim).
+    `ded`, when given, is a `flashcli.core.ded.DetailEnhancedDecoder` (saved into `ded/`).
+    """
+    from safetensors.torch import save_file
+
+    target = Path(folder)
+    if "base_id" not in meta:
+        raise ValueError("save_base needs meta['base_id']")
+    text_mode = "umt5" if text_encoder is not None else "null"
+    full_meta = {**BASE_META_DEFAULTS, **dict(meta), "text_mode": text_mode}
+    if text_mode == "null":
+        if null_text_embedding is None:
+            raise ValueError(
+                "a base without a text encoder needs a null_text_embedding of shape (tokens, text_dim)"
+            )
+        text_dim = transformer.config.text_dim
+        if null_text_embedding.ndim != 2 or null_text_embedding.shape[1] != text_dim:
+            raise ValueError(
+                f"null_text_embedding must be (tokens, {text_dim}), got {tuple(null_text_embedding.shape)}"
+            )
+    elif tokenizer is None:
+        raise ValueError("a base with a text encoder needs its tokenizer too")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        transformer.save_pretrained(staging / "transformer")
+        vae.save_pretrained(staging / "vae")
+        if text_mode == "null":
+            embedding = null_text_embedding.detach().to("cpu").contiguous()
+            save_file({"null_text": embedding}, str(staging / "null_text.safetensors"))
+        else:
+            text_encoder.save_pretrained(staging / "text_encoder")
+            tokenizer.save_pretrained(staging / "tokenizer")
+        if ded is not None:
+            ded.save(staging / "ded")
+        (staging / "flash_base.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
+        _replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.rmdir(retired)
+    os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)

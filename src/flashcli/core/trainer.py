@@ -1,0 +1,441 @@
+"""Learning an action adapter from a few clips, with FLASH's Motion Alignment.
+
+Per micro-batch: clip latents x and a strongly augmented copy x' (same motion, other look) get the
+same noise and sigma, frame 0 stays clean. Depending on the switches:
+- none:            loss = L(x)
+- augment only:    loss = L(x) + w_aug * L(x')
+- motion/corresp.: pass 1 on x' records, pass 2 on x injects;
+                   loss = w_align * L(x | x' motion) + w_aug * L(x') [+ w_plain * L(x), a third pass]
+L is the flow-matching MSE on the noisy (later) latent frames only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from flashcli.core.adapter import adapter_metadata, adapter_tensors, attach_new_lora, lora_parameters
+from flashcli.core.devices import autocast_dtype
+from flashcli.core.flow import add_noise, sigma_to_timestep, training_sigmas, velocity_target
+from flashcli.core.pixels import video_to_tensor
+from flashcli.core.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from flashcli.core.specs.wan import WanSpec
+
+TRAIN_ADAPTER_NAME = "flash_train"
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+# Query rows of attention recorded for Correspondence Align; full maps cost tokens^2 per block.
+MAX_CORRESPONDENCE_TOKENS = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    total: int
+    losses: dict[str, float]
+    seconds_per_step: float
+    eta_seconds: float
+    learning_rate: float
+
+
+@dataclasses.dataclass
+class TrainResult:
+    adapter: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    losses: list[dict[str, float]]
+    train_seconds: float
+
+
+@dataclasses.dataclass
+class _Data:
+    """Everything the loop samples from, on the spec's device."""
+
+    latents: torch.Tensor  # (N, z, T, h, w)
+    augmented: torch.Tensor | None  # (N, K, z, T, h, w)
+    text: torch.Tensor  # (1, L, D)
+
+
+def train_adapter(
+    spec: WanSpec,
+    clips: list[np.ndarray],
+    settings: TrainSettings,
+    *,
+    prompt: str | None = None,
+    masks: list[np.ndarray] | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a LoRA adapter for one action on `spec` and return its weights and metadata.
+
+    clips: uint8 (frames, size, size, 3) each; masks (optional): bool (frames, size, size), the figure.
+    With checkpoint_dir and settings.checkpoint_every, state is saved every N steps; resume=True
+    continues from it and ends with exactly the weights an uninterrupted run would have.
+    """
+    started = time.perf_counter()
+    _check_inputs(spec, clips, masks, settings)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint_dir")
+    checkpoint = _read_checkpoint(checkpoint_dir, spec, settings) if resume else None
+
+    data = _prepare_data(spec, clips, masks, settings, prompt)
+    alignment = None
+    # LoRA's initial weights come from the global RNG: seed it locally so a seed fixes the whole run.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        parameters = attach_new_lora(
+            spec,
+            name=TRAIN_ADAPTER_NAME,
+            targets=settings.targets,
+            rank=settings.rank,
+            alpha=settings.lora_alpha,
+        )
+    try:
+        optimizer = torch.optim.AdamW(
+            parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, betas=(0.9, 0.999)
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings))
+        generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        history: list[dict[str, float]] = []
+        start_step, previous_seconds = 0, 0.0
+        if checkpoint is not None:
+            start_step, previous_seconds = checkpoint["step"], checkpoint["train_seconds"]
+            history = list(checkpoint["losses"])
+            _restore(spec, checkpoint, optimizer, scheduler, generator)
+        if settings.gradient_checkpointing:
+            spec.transformer.enable_gradient_checkpointing()
+        if settings.align.injects:
+            alignment = _make_alignment(spec, settings, data.latents.shape[2])
+            alignment.install()
+
+        step_seconds: list[float] = []
+        for step in range(start_step + 1, settings.steps + 1):
+            tick = time.perf_counter()
+            losses = _optimisation_step(
+                spec, data, settings, optimizer, scheduler, generator, parameters, alignment
+            )
+            history.append(losses)
+            step_seconds.append(time.perf_counter() - tick)
+            elapsed = previous_seconds + time.perf_counter() - started
+            if (
+                checkpoint_dir is not None
+                and settings.checkpoint_every
+                and step % settings.checkpoint_every == 0
+            ):
+                _write_checkpoint(
+                    checkpoint_dir, spec, settings, step, optimizer, scheduler, generator, history, elapsed
+                )
+            if progress is not None:
+                recent = step_seconds[-20:]
+                per_step = sum(recent) / len(recent)
+                progress(
+                    TrainProgress(
+                        step=step,
+                        total=settings.steps,
+                        losses=losses,
+                        seconds_per_step=per_step,
+                        eta_seconds=per_step * (settings.steps - step),
+                        learning_rate=scheduler.get_last_lr()[0],
+                    )
+                )
+        tensors = adapter_tensors(spec, TRAIN_ADAPTER_NAME)
+    finally:
+        if alignment is not None:
+            alignment.remove()
+        if settings.gradient_checkpointing:
+            spec.transformer.disable_gradient_checkpointing()
+        spec.transformer.delete_adapters(TRAIN_ADAPTER_NAME)
+
+    train_seconds = previous_seconds + time.perf_counter() - started
+    metadata = adapter_metadata(
+        spec,
+        targets=settings.targets,
+        rank=settings.rank,
+        alpha=settings.lora_alpha,
+        extra={
+            "variant": settings.align.variant_name or "custom",
+            "align": settings.align.model_dump_json(),
+            "frames": str(settings.frames),
+            "size": str(settings.size),
+            "steps": str(settings.steps),
+            "seed": str(settings.seed),
+            "prompt": prompt or "",
+            "ded": "true" if settings.align.detail_enhance else "false",
+        },
+    )
+    return TrainResult(adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds)
+
+
+# ----- one optimisation step -----------------------------------------------------------------------
+
+
+def _optimisation_step(
+    spec: WanSpec,
+    data: _Data,
+    settings: TrainSettings,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    parameters: list[torch.nn.Parameter],
+    alignment: Any | None,
+) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for _ in range(settings.grad_accum):
+        terms = _micro_batch_losses(spec, data, settings, generator, alignment)
+        (terms["total"] / settings.grad_accum).backward()
+        if alignment is not None:
+            alignment.clear()  # drops the x' tensors and their graph
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + float(value.detach()) / settings.grad_accum
+    torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return totals
+
+
+def _micro_batch_losses(
+    spec: WanSpec,
+    data: _Data,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    alignment: Any | None,
+) -> dict[str, torch.Tensor]:
+    align = settings.align
+    batch = settings.batch_size
+    device = spec.device
+    # Every random draw comes from one CPU generator, so runs and resumes repeat exactly on any device.
+    clip_index = torch.randint(data.latents.shape[0], (batch,), generator=generator)
+    sigma = training_sigmas(batch, generator, settings.train_shift)
+    noise = torch.randn(data.latents[clip_index].shape, generator=generator).to(device)
+    sigma, timesteps = sigma.to(device), sigma_to_timestep(sigma).to(device)
+
+    x0 = data.latents[clip_index]
+    noisy = _noisy_with_clean_first_frame(x0, noise, sigma)
+    target = velocity_target(x0, noise)
+    if data.augmented is not None:
+        copy_index = torch.randint(data.augmented.shape[1], (batch,), generator=generator)
+        x0_aug = data.augmented[clip_index, copy_index]
+        noisy_aug = _noisy_with_clean_first_frame(x0_aug, noise, sigma)
+        target_aug = velocity_target(x0_aug, noise)
+
+    cast = autocast_dtype(device, settings.precision)
+
+    def forward(latents: torch.Tensor) -> torch.Tensor:
+        context = torch.autocast(device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
+        with context:
+            return spec.denoise(latents, timesteps, data.text)
+
+    terms: dict[str, torch.Tensor] = {}
+    if not align.strong_augment:
+        terms["x"] = _flow_loss(forward(noisy), target)
+        terms["total"] = terms["x"]
+        return terms
+    if not align.injects:
+        terms["x"] = _flow_loss(forward(noisy), target)
+        terms["x_aug"] = _flow_loss(forward(noisy_aug), target_aug)
+        terms["total"] = terms["x"] + align.augmented_loss_weight * terms["x_aug"]
+        return terms
+
+    with alignment.record(motion=align.motion_align, correspondence=align.correspondence_align):
+        terms["x_aug"] = _flow_loss(forward(noisy_aug), target_aug)
+    with alignment.inject(motion=align.motion_align, correspondence=align.correspondence_align):
+        terms["x_aligned"] = _flow_loss(forward(noisy), target)
+    total = align.aligned_loss_weight * terms["x_aligned"] + align.augmented_loss_weight * terms["x_aug"]
+    if align.plain_loss_weight > 0:
+        terms["x"] = _flow_loss(forward(noisy), target)
+        total = total + align.plain_loss_weight * terms["x"]
+    terms["total"] = total
+    return terms
+
+
+def _noisy_with_clean_first_frame(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    noisy = add_noise(x0, noise, sigma)
+    return torch.cat([x0[:, :, :1], noisy[:, :, 1:]], dim=2)
+
+
+def _flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE on the generated frames only: frame 0 is the given photo, nothing to learn there."""
+    return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())
+
+
+def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
+    warmup, total, schedule = settings.warmup_steps, settings.steps, settings.lr_schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+# ----- data --------------------------------------------------------------------------------------
+
+
+def _check_inputs(
+    spec: WanSpec, clips: list[np.ndarray], masks: list[np.ndarray] | None, settings: TrainSettings
+) -> None:
+    if not clips:
+        raise ValueError("training needs at least one clip")
+    spec.check_video_shape(settings.frames, settings.size, settings.size)
+    expected = (settings.frames, settings.size, settings.size, 3)
+    for index, clip in enumerate(clips):
+        if clip.dtype != np.uint8 or clip.shape != expected:
+            raise ValueError(f"clip {index} must be uint8 of shape {expected}, got {clip.dtype} {clip.shape}")
+    if masks is not None:
+        if len(masks) != len(clips):
+            raise ValueError(f"got {len(masks)} masks for {len(clips)} clips")
+        for index, mask in enumerate(masks):
+            if mask.shape != expected[:3]:
+                raise ValueError(f"mask {index} must have shape {expected[:3]}, got {mask.shape}")
+
+
+@torch.no_grad()
+def _prepare_data(
+    spec: WanSpec,
+    clips: list[np.ndarray],
+    masks: list[np.ndarray] | None,
+    settings: TrainSettings,
+    prompt: str | None,
+) -> _Data:
+    """Encode clips (and their augmented copies) once: the VAE is frozen, so the loop never needs it."""
+    videos = [video_to_tensor(clip).unsqueeze(0) for clip in clips]
+    latents = torch.cat([spec.encode_video(video) for video in videos])
+    augmented = None
+    if settings.align.strong_augment:
+        from flashcli.core.augment import strong_augment
+
+        # Its own generator, so the loop's random stream does not depend on how augmentation draws.
+        generator = torch.Generator(device="cpu").manual_seed(settings.seed + 1_000_003)
+        copies = []
+        for index, video in enumerate(videos):
+            mask = None
+            if masks is not None:
+                mask = torch.from_numpy(np.ascontiguousarray(masks[index])).float()[None, None]
+            per_clip = [
+                spec.encode_video(strong_augment(video, generator, mask))
+                for _ in range(settings.augment_copies)
+            ]
+            copies.append(torch.stack(per_clip, dim=1))  # (1, K, z, T, h, w)
+        augmented = torch.cat(copies)
+    return _Data(latents=latents, augmented=augmented, text=spec.encode_text(prompt))
+
+
+def _make_alignment(spec: WanSpec, settings: TrainSettings, frames_latent: int) -> Any:
+    from flashcli.core.motion_align import MotionAlignment
+
+    align = settings.align
+    motion_blocks = align.motion_blocks if align.motion_blocks is not None else spec.default_motion_blocks
+    correspondence_blocks = (
+        align.correspondence_blocks
+        if align.correspondence_blocks is not None
+        else spec.default_correspondence_blocks
+    )
+    return MotionAlignment(
+        spec.transformer,
+        motion_blocks=motion_blocks if align.motion_align else [],
+        correspondence_blocks=correspondence_blocks if align.correspondence_align else [],
+        frames_latent=frames_latent,
+        max_correspondence_tokens=MAX_CORRESPONDENCE_TOKENS,
+    )
+
+
+# ----- checkpoints -------------------------------------------------------------------------------
+
+
+def _settings_fingerprint(settings: TrainSettings) -> str:
+    # checkpoint_every may change between runs without changing the result.
+    return json.dumps(settings.model_dump(exclude={"checkpoint_every"}), sort_keys=True)
+
+
+def _write_checkpoint(
+    folder: Path,
+    spec: WanSpec,
+    settings: TrainSettings,
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    history: list[dict[str, float]],
+    train_seconds: float,
+) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "settings": _settings_fingerprint(settings),
+        "base_weight_hash": spec.weight_hash,
+        "lora": {
+            name: p.detach().to("cpu").clone()
+            for name, p in spec.transformer.named_parameters()
+            if "lora_" in name and f".{TRAIN_ADAPTER_NAME}." in name
+        },
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "losses": history,
+        "train_seconds": train_seconds,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", dir=folder)
+    os.close(handle)
+    try:
+        torch.save(state, staging)
+        os.replace(staging, folder / CHECKPOINT_NAME)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def _read_checkpoint(folder: Path | None, spec: WanSpec, settings: TrainSettings) -> dict[str, Any]:
+    assert folder is not None
+    path = folder / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"there is no checkpoint to resume from in {folder}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} was written by another version of flash; start the training afresh")
+    if state["base_weight_hash"] != spec.weight_hash:
+        raise ValueError(f"{path} was made on another base model ({state['base_weight_hash']}); start afresh")
+    if state["settings"] != _settings_fingerprint(settings):
+        raise ValueError(f"{path} was made with different training settings; resume with the same ones")
+    return state
+
+
+def _restore(
+    spec: WanSpec,
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> None:
+    parameters = dict(spec.transformer.named_parameters())
+    with torch.no_grad():
+        for name, value in state["lora"].items():
+            parameters[name].copy_(value)
+    if len(state["lora"]) != len(lora_parameters(spec, TRAIN_ADAPTER_NAME)):
+        raise ValueError("the checkpoint's adapter does not match the adapter being trained")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

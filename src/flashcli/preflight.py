@@ -1,0 +1,120 @@
+"""Turn the user's clips into training input, and say what will be used before training starts.
+
+Each clip is decoded whole, `frames` frames are picked evenly from first to last, and each is
+fitted to `size` x `size` (crop mode). The warnings are the things a user would want to hear
+before spending minutes on training: too few or too many clips, a clip that barely moves, two
+identical clips, a clip shorter than the frames asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flashcli.library import ClipRecord
+from flashcli.video import (
+    CropMode,
+    content_hash,
+    describe_sampling,
+    file_hash,
+    fit_frames,
+    motion_energy,
+    read_clip,
+    sample_indices,
+)
+
+FEW_CLIPS = 3
+MANY_CLIPS = 16
+# Mean absolute frame-to-frame change (0..255) below which a clip looks static to the eye.
+STATIC_MOTION = 0.5
+SHORT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    record: ClipRecord
+    frames: np.ndarray  # uint8 (frames, size, size, 3), what the trainer sees
+    motion: float
+
+
+@dataclass
+class Preflight:
+    clips: list[PreparedClip]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def videos(self) -> list[np.ndarray]:
+        return [clip.frames for clip in self.clips]
+
+    @property
+    def records(self) -> list[ClipRecord]:
+        return [clip.record for clip in self.clips]
+
+    @property
+    def median_fps(self) -> float:
+        """Frame rate of the sampled frames (frames used per second of clip), for outputs."""
+        rates = [
+            (clip.record.frames_used - 1) / clip.record.duration
+            for clip in self.clips
+            if clip.record.duration > 0 and clip.record.frames_used > 1
+        ]
+        return float(np.clip(np.median(rates), 1.0, 60.0)) if rates else 8.0
+
+
+def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> PreparedClip:
+    clip = read_clip(path)
+    indices = sample_indices(clip.frame_count, frames)
+    fitted = fit_frames(clip.frames[indices], size, crop)
+    record = ClipRecord(
+        path=str(path),
+        sha256=file_hash(path),
+        frames_total=clip.frame_count,
+        fps=round(clip.fps, 3),
+        duration=round(clip.duration, 3),
+        width=clip.width,
+        height=clip.height,
+        frames_used=frames,
+        sampling=describe_sampling(clip.frame_count, frames),
+    )
+    return PreparedClip(record=record, frames=fitted, motion=motion_energy(fitted))
+
+
+def run_preflight(paths: list[Path], frames: int, size: int, crop: CropMode) -> Preflight:
+    """Read and prepare every clip (a bad one raises UserError naming it) and collect warnings."""
+    prepared = [prepare_clip(path, frames, size, crop) for path in paths]
+    report = Preflight(clips=prepared)
+    count = len(prepared)
+    if count < FEW_CLIPS:
+        report.warnings.append(
+            f"Only {count} clip{'s' if count != 1 else ''}: FLASH is made for {FEW_CLIPS}-{MANY_CLIPS}; "
+            "the action may not carry over to new photos."
+        )
+    if count > MANY_CLIPS:
+        report.warnings.append(f"{count} clips: more than {MANY_CLIPS} slows training for little gain.")
+    seen: dict[str, str] = {}
+    for clip in prepared:
+        name = Path(clip.record.path).name
+        if clip.motion < STATIC_MOTION:
+            report.warnings.append(
+                f"Clip '{name}' barely moves (motion {clip.motion:.2f}); it teaches little motion."
+            )
+        if clip.record.frames_total < frames:
+            report.warnings.append(
+                f"Clip '{name}' is very short ({clip.record.frames_total} frames for {frames} used): "
+                "some frames repeat."
+            )
+        elif clip.record.duration < SHORT_SECONDS:
+            report.warnings.append(
+                f"Clip '{name}' is very short ({clip.record.duration:.2f} s); the action may be cut off."
+            )
+        keys = (clip.record.sha256, "pixels:" + content_hash(clip.frames))
+        duplicate_of = next((seen[key] for key in keys if key in seen), None)
+        if duplicate_of is not None:
+            report.warnings.append(
+                f"Clips '{duplicate_of}' and '{name}' are duplicates; one of them adds nothing."
+            )
+        for key in keys:
+            seen.setdefault(key, name)
+    return report

@@ -1,0 +1,116 @@
+"""What the user sees: results on stdout (one JSON document with --json), everything else on stderr.
+
+Progress is a rich bar when stderr is a terminal and one plain line per ~10% of the steps when it is
+a pipe or a log file, so scripts and CI logs stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# Pipes and log files get wide tables instead of rich's 80-column default for non-terminals.
+_PIPE_WIDTH = 140
+
+
+def _width(stream: object) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    return None if isatty is not None and isatty() else _PIPE_WIDTH
+
+
+def stderr_console() -> Console:
+    # Built per call: sys.stderr is swapped by test runners.
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+
+
+def say(message: str) -> None:
+    """A message for the user (stderr)."""
+    stderr_console().print(message)
+
+
+def warn(message: str) -> None:
+    stderr_console().print(f"[yellow]warning:[/yellow] {message}")
+
+
+def print_json(document: Any) -> None:
+    """The single JSON document of a --json run, on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class StepReport(Protocol):
+    step: int
+    total: int
+    losses: dict[str, float]
+    seconds_per_step: float
+    eta_seconds: float
+
+
+class StepProgress:
+    """Shows training (or sampling) progress on stderr: step/total, loss terms, s/step, ETA."""
+
+    def __init__(self, title: str, total: int) -> None:
+        self.title = title
+        self.total = total
+        self.console = stderr_console()
+        self._live = self.console.is_terminal
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._last_line = -1
+        self._started = time.monotonic()
+
+    def __enter__(self) -> StepProgress:
+        if self._live:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.title, total=self.total, info="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, step: int, total: int, info: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, total=total, info=info)
+            return
+        every = max(1, total // 10)
+        if step == total or step == 1 or step // every != self._last_line:
+            self._last_line = step // every
+            self.console.print(f"{self.title} {step}/{total} {info}")
+
+    def train_step(self, report: StepReport) -> None:
+        losses = " ".join(f"{name} {value:.4f}" for name, value in report.losses.items())
+        info = f"{losses}  {report.seconds_per_step:.2f} s/step  ETA {format_seconds(report.eta_seconds)}"
+        self.update(report.step, report.total, info)
+
+    def sample_step(self, step: int, total: int) -> None:
+        elapsed = time.monotonic() - self._started
+        per_step = elapsed / max(step, 1)
+        self.update(step, total, f"{per_step:.2f} s/step  ETA {format_seconds(per_step * (total - step))}")

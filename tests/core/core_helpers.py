@@ -1,0 +1,82 @@
+"""Tiny random Wan bases and clips for the core tests (no downloads, a few ms per forward)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TINY_FRAMES = 9
+TINY_SIZE = 32
+
+
+def build_tiny_components(
+    seed: int = 0, num_layers: int = 4
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=num_layers,
+        rope_max_seq_len=32,
+    )
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    null_text = torch.randn(4, 16)
+    return transformer, vae, null_text
+
+
+def make_base_folder(folder: Path, seed: int = 0, base_id: str = "tiny-test") -> Path:
+    from flashcli.core.specs import save_base
+
+    transformer, vae, null_text = build_tiny_components(seed)
+    meta = {"base_id": base_id, "frames": TINY_FRAMES, "size": TINY_SIZE, "fps": 8, "flow_shift": 2.0}
+    return save_base(folder, transformer, vae, null_text, meta)
+
+
+def moving_square_clip(seed: int, frames: int = TINY_FRAMES, size: int = TINY_SIZE) -> np.ndarray:
+    """A coloured square sliding across a plain background: simple, deterministic motion."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 255, size=3, dtype=np.uint8)
+    colour = rng.integers(0, 255, size=3, dtype=np.uint8)
+    video = np.empty((frames, size, size, 3), dtype=np.uint8)
+    video[:] = background
+    side = size // 4
+    for index in range(frames):
+        x = (index * 2) % (size - side)
+        y = size // 3
+        video[index, y : y + side, x : x + side] = colour
+    return video
+
+
+def fixed_denoising_error(spec, clip: np.ndarray, adapters: list) -> float:
+    """Flow-matching error on one clip at four fixed noise levels and noises (what learning should lower)."""
+    from flashcli.core import flow
+    from flashcli.core.adapter import adapters_attached
+    from flashcli.core.pixels import video_to_tensor
+
+    x0 = spec.encode_video(video_to_tensor(clip)[None]).expand(4, -1, -1, -1, -1)
+    generator = torch.Generator().manual_seed(123)
+    sigma = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    noise = torch.randn(x0.shape, generator=generator)
+    noisy = flow.add_noise(x0, noise, sigma)
+    noisy[:, :, 0] = x0[:, :, 0]
+    with torch.no_grad(), adapters_attached(spec, adapters):
+        velocity = spec.denoise(noisy, flow.sigma_to_timestep(sigma), spec.encode_text(None))
+    return torch.nn.functional.mse_loss(velocity[:, :, 1:], (noise - x0)[:, :, 1:]).item()

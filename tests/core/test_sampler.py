@@ -1,0 +1,80 @@
+"""Sampling: Euler integration is exact on straight flows; animate_photo keeps the photo as frame 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from core_helpers import TINY_FRAMES, moving_square_clip
+
+from flashcli.core.flow import add_noise, sampling_sigmas, shift_sigmas
+from flashcli.core.sampler import animate_photo, sample
+from flashcli.core.settings import SampleSettings, TrainSettings
+from flashcli.core.trainer import train_adapter
+
+
+@pytest.mark.parametrize("steps, shift", [(1, 1.0), (7, 3.0)])
+def test_euler_lands_on_the_data_for_a_straight_flow(steps: int, shift: float) -> None:
+    x0, noise = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
+    visited: list[int] = []
+    result = sample(
+        lambda x, sigma: noise - x0,
+        noise.clone(),
+        sampling_sigmas(steps, shift),
+        callback=lambda step, total, x: visited.append(step),
+    )
+    assert torch.allclose(result, x0, atol=1e-5)
+    assert visited == list(range(1, steps + 1))
+
+
+def test_shifted_sigmas_run_from_one_to_zero_and_favour_noise() -> None:
+    sigmas = sampling_sigmas(10, 3.0)
+    assert sigmas[0] == 1 and sigmas[-1] == 0 and torch.all(sigmas[1:] < sigmas[:-1])
+    assert torch.all(sigmas[1:-1] > torch.linspace(1, 0, 11, dtype=torch.float64)[1:-1])
+    assert torch.allclose(
+        add_noise(torch.zeros(1, 2), torch.ones(1, 2), shift_sigmas(torch.tensor([0.5]), 1.0)),
+        torch.full((1, 2), 0.5),
+    )
+
+
+def test_frame_zero_of_the_animation_is_the_photo(tiny_spec) -> None:
+    photo = moving_square_clip(3)[0]
+    video = animate_photo(tiny_spec, photo, [], SampleSettings(steps=3, seed=1), frames=TINY_FRAMES)
+    assert video.shape == (TINY_FRAMES, 32, 32, 3) and video.dtype == np.uint8
+    assert np.array_equal(video[0], photo)
+    assert not np.array_equal(video[1], photo)
+
+
+def test_same_seed_same_video_other_seed_other_video(tiny_spec) -> None:
+    photo = moving_square_clip(4)[0]
+    first = animate_photo(tiny_spec, photo, [], SampleSettings(steps=2, seed=5), frames=TINY_FRAMES)
+    again = animate_photo(tiny_spec, photo, [], SampleSettings(steps=2, seed=5), frames=TINY_FRAMES)
+    other = animate_photo(tiny_spec, photo, [], SampleSettings(steps=2, seed=6), frames=TINY_FRAMES)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_adapter_strength_scales_its_effect(tiny_spec) -> None:
+    clip = moving_square_clip(0)
+    settings = TrainSettings(frames=9, size=32, steps=8, rank=4, learning_rate=2e-2, warmup_steps=0)
+    settings.align = settings.align.variant("none")
+    learned = train_adapter(tiny_spec, [clip], settings)
+    photo = moving_square_clip(7)[0]
+    run = SampleSettings(steps=2, seed=0)
+
+    def animate(strength: float) -> np.ndarray:
+        adapters = [(learned.adapter, learned.metadata, strength)] if strength is not None else []
+        return animate_photo(tiny_spec, photo, adapters, run, frames=TINY_FRAMES).astype(np.int16)
+
+    plain, off, half, full = animate(None), animate(0.0), animate(0.5), animate(1.0)
+    assert np.array_equal(plain, off)
+    assert 0 < np.abs(half - plain).sum() < np.abs(full - plain).sum()
+    with pytest.raises(ValueError, match="between 0 and 2"):
+        animate(2.5)
+
+
+def test_wrong_sizes_are_refused(tiny_spec) -> None:
+    with pytest.raises(ValueError, match="4k\\+1"):
+        animate_photo(tiny_spec, moving_square_clip(0)[0], [], SampleSettings(steps=1), frames=8)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        animate_photo(tiny_spec, np.zeros((24, 24, 3), np.uint8), [], SampleSettings(steps=1), frames=9)

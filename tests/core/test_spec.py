@@ -1,0 +1,134 @@
+"""The Wan spec: base folders round-trip, first-frame conditioning, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from core_helpers import TINY_FRAMES, TINY_SIZE, build_tiny_components, moving_square_clip
+
+from flashcli.core.pixels import video_to_tensor
+from flashcli.core.specs import load_base, save_base
+
+
+def test_saved_base_loads_with_identical_outputs(tmp_path: Path) -> None:
+    transformer, vae, null_text = build_tiny_components(seed=3)
+    save_base(tmp_path / "base", transformer, vae, null_text, {"base_id": "b3", "frames": 9, "size": 32})
+    spec = load_base(tmp_path / "base", device="cpu")
+
+    latents = torch.randn(1, 4, 3, 4, 4)
+    timesteps = torch.tensor([700.0])
+    expected = transformer(
+        hidden_states=latents,
+        timestep=spec.token_timesteps(timesteps, latents.shape),
+        encoder_hidden_states=null_text[None],
+        return_dict=False,
+    )[0]
+    assert torch.equal(spec.denoise(latents, timesteps, spec.encode_text(None)), expected)
+    assert spec.base_id == "b3" and spec.default_frames == 9 and spec.default_size == 32
+    assert spec.describe()["text"] == "null"
+
+
+def test_weight_hash_is_stable_and_tells_bases_apart(tiny_base_dir: Path, other_base_dir: Path) -> None:
+    first = load_base(tiny_base_dir, device="cpu")
+    again = load_base(tiny_base_dir, device="cpu")
+    other = load_base(other_base_dir, device="cpu")
+    assert first.weight_hash == again.weight_hash
+    assert first.weight_hash != other.weight_hash
+
+
+def test_photo_latent_is_latent_frame_zero_of_the_video(tiny_spec) -> None:
+    video = video_to_tensor(moving_square_clip(0))[None]
+    latents = tiny_spec.encode_video(video)
+    assert latents.shape == (1, 4, tiny_spec.latent_frames(TINY_FRAMES), TINY_SIZE // 8, TINY_SIZE // 8)
+    assert torch.equal(tiny_spec.encode_photo(video[:, :, 0]), latents[:, :, :1])
+
+
+def test_frame_zero_tokens_get_timestep_zero(tiny_spec) -> None:
+    per_token = tiny_spec.token_timesteps(torch.tensor([500.0, 250.0]), (2, 4, 3, 4, 4))
+    tokens_per_frame = (4 // 2) * (4 // 2)
+    assert per_token.shape == (2, 3 * tokens_per_frame)
+    assert torch.all(per_token[:, :tokens_per_frame] == 0)
+    assert torch.all(per_token[0, tokens_per_frame:] == 500) and torch.all(
+        per_token[1, tokens_per_frame:] == 250
+    )
+
+
+def test_decode_puts_the_reference_photo_at_frame_zero(tiny_spec) -> None:
+    video = video_to_tensor(moving_square_clip(1))[None]
+    decoded = tiny_spec.decode(torch.randn(1, 4, 3, 4, 4), reference_photo=video[:, :, 0])
+    assert decoded.shape == (1, 3, TINY_FRAMES, TINY_SIZE, TINY_SIZE)
+    assert torch.equal(decoded[:, :, 0], video[:, :, 0])
+
+
+def test_frame_count_and_size_are_checked(tiny_spec) -> None:
+    assert tiny_spec.frames_ok(9) and tiny_spec.frames_ok(17)
+    assert not tiny_spec.frames_ok(8) and not tiny_spec.frames_ok(1)
+    assert tiny_spec.size_multiple == 16
+    with pytest.raises(ValueError, match="4k\\+1"):
+        tiny_spec.encode_video(torch.zeros(1, 3, 8, TINY_SIZE, TINY_SIZE))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        tiny_spec.encode_video(torch.zeros(1, 3, 9, 24, 24))
+
+
+def test_missing_bases_fail_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flashcli.core.specs as specs
+
+    monkeypatch.setattr(specs, "tiny_base_folder", lambda: tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="embedded tiny base is missing"):
+        load_base("tiny", device="cpu")
+    with pytest.raises(FileNotFoundError, match="neither 'tiny' nor a folder"):
+        load_base(tmp_path / "nowhere", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a base"):
+        load_base(tmp_path / "empty", device="cpu")
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "</s>", "<unk>", "a", "person", "is", "welding", "waving", "dancing"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
+
+
+def test_a_diffusers_wan_folder_loads_with_its_text_encoder(tmp_path: Path) -> None:
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    transformer, vae, _ = build_tiny_components(seed=5)
+    encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=16,
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+        )
+    )
+    folder = tmp_path / "Wan2.2-tiny-Diffusers"
+    transformer.save_pretrained(folder / "transformer")
+    vae.save_pretrained(folder / "vae")
+    encoder.save_pretrained(folder / "text_encoder")
+    _tiny_tokenizer().save_pretrained(folder / "tokenizer")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"flow_shift": 5.0}))
+    index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+
+    spec = load_base(folder, device="cpu")
+    assert spec.has_text and spec.flow_shift == 5.0 and spec.base_id == "Wan2.2-tiny-Diffusers"
+    welding = spec.encode_text("a person is welding")
+    waving = spec.encode_text("a person is waving")
+    assert welding.shape == (1, 512, 16)
+    assert not torch.equal(welding, waving)
+    assert torch.all(welding[:, 10:] == 0)  # padding positions are zeroed as in Wan's pipeline
+    velocity = spec.denoise(torch.randn(1, 4, 3, 4, 4), torch.tensor([900.0]), welding)
+    assert velocity.shape == (1, 4, 3, 4, 4) and torch.isfinite(velocity).all()

@@ -1,0 +1,133 @@
+"""Training an adapter: it learns, it resumes exactly, and each ablation switch changes the hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from core_helpers import fixed_denoising_error, moving_square_clip
+
+from flashcli.core.settings import VARIANTS, AlignSettings, TrainSettings
+from flashcli.core.trainer import TrainProgress, train_adapter
+
+
+def _settings(variant: str = "none", **overrides: object) -> TrainSettings:
+    values: dict[str, object] = {
+        "frames": 9,
+        "size": 32,
+        "steps": 4,
+        "rank": 4,
+        "warmup_steps": 0,
+        "augment_copies": 1,
+        "align": AlignSettings.variant(variant),
+    }
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+def test_training_lowers_the_denoising_error_on_its_clip(tiny_spec) -> None:
+    clip = moving_square_clip(0)
+    before = fixed_denoising_error(tiny_spec, clip, [])
+    settings = _settings(steps=40, learning_rate=1e-2, lr_schedule="constant", rank=8)
+    seen: list[TrainProgress] = []
+    result = train_adapter(tiny_spec, [clip], settings, progress=seen.append)
+    after = fixed_denoising_error(tiny_spec, clip, [(result.adapter, result.metadata, 1.0)])
+
+    assert after < 0.9 * before
+    totals = [losses["total"] for losses in result.losses]
+    assert sum(totals[-10:]) < sum(totals[:10])
+    assert [p.step for p in seen] == list(range(1, 41)) and seen[-1].eta_seconds == 0
+    assert seen[0].seconds_per_step > 0 and seen[0].total == 40
+    # Training leaves the base as it found it.
+    assert fixed_denoising_error(tiny_spec, clip, []) == before
+
+
+def test_result_carries_what_the_library_needs(tiny_spec) -> None:
+    result = train_adapter(tiny_spec, [moving_square_clip(0)], _settings(steps=2), prompt="a square slides")
+    assert result.metadata["base_weight_hash"] == tiny_spec.weight_hash
+    assert result.metadata["rank"] == "4" and result.metadata["variant"] == "none"
+    assert result.metadata["prompt"] == "a square slides"
+    assert all(isinstance(value, str) for value in result.metadata.values())
+    assert any(key.endswith("lora_B.weight") for key in result.adapter)
+    assert len(result.losses) == 2 and result.train_seconds > 0
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_gives_bit_identical_weights(tiny_spec, tmp_path: Path) -> None:
+    clips = [moving_square_clip(0), moving_square_clip(1)]
+    settings = _settings("full", steps=6, checkpoint_every=3, learning_rate=5e-3)
+    uninterrupted = train_adapter(tiny_spec, clips, settings)
+
+    def stop_after_three(progress: TrainProgress) -> None:
+        if progress.step == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_adapter(tiny_spec, clips, settings, checkpoint_dir=tmp_path, progress=stop_after_three)
+    resumed = train_adapter(tiny_spec, clips, settings, checkpoint_dir=tmp_path, resume=True)
+
+    assert resumed.adapter.keys() == uninterrupted.adapter.keys()
+    for key, value in uninterrupted.adapter.items():
+        assert torch.equal(resumed.adapter[key], value), key
+    assert resumed.losses == uninterrupted.losses
+
+
+def test_resume_refuses_a_mismatched_or_missing_checkpoint(tiny_spec, tmp_path: Path) -> None:
+    clip = moving_square_clip(0)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_adapter(tiny_spec, [clip], _settings(), checkpoint_dir=tmp_path, resume=True)
+    train_adapter(tiny_spec, [clip], _settings(steps=2, checkpoint_every=2), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different training settings"):
+        train_adapter(tiny_spec, [clip], _settings(steps=2, seed=9), checkpoint_dir=tmp_path, resume=True)
+
+
+def test_bad_clips_are_refused_clearly(tiny_spec) -> None:
+    with pytest.raises(ValueError, match="clip 0 must be uint8 of shape \\(9, 32, 32, 3\\)"):
+        train_adapter(tiny_spec, [moving_square_clip(0, frames=5)], _settings())
+    with pytest.raises(ValueError, match="4k\\+1"):
+        train_adapter(tiny_spec, [moving_square_clip(0, frames=10)], _settings(frames=10))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_each_ablation_switch_changes_which_hooks_fire(
+    tiny_spec, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flashcli.core.motion_align as motion_align
+
+    built: list[motion_align.MotionAlignment] = []
+    recorded: list[tuple[set[int], set[int]]] = []
+
+    class Spy(motion_align.MotionAlignment):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+        def clear(self) -> None:
+            recorded.append((set(self.recorded_motion), set(self.recorded_correspondence)))
+            super().clear()
+
+    monkeypatch.setattr(motion_align, "MotionAlignment", Spy)
+    align = AlignSettings.variant(variant)
+    result = train_adapter(tiny_spec, [moving_square_clip(0)], _settings(variant, steps=2))
+
+    loss_terms = set(result.losses[-1])
+    if not align.strong_augment:
+        assert loss_terms == {"x", "total"} and not built
+        return
+    if not align.injects:
+        assert loss_terms == {"x", "x_aug", "total"} and not built
+        return
+    assert loss_terms == {"x_aug", "x_aligned", "total"}
+    fired = built[0].fired
+    motion_blocks = set(tiny_spec.default_motion_blocks) if align.motion_align else set()
+    correspondence_blocks = (
+        set(tiny_spec.default_correspondence_blocks) if align.correspondence_align else set()
+    )
+    # One record and one inject per chosen block per step, and only for the switched-on kinds.
+    assert fired["motion_record"] == fired["motion_inject"] == 2 * len(motion_blocks)
+    assert fired["corr_record"] == fired["corr_inject"] == 2 * len(correspondence_blocks)
+    assert (motion_blocks, correspondence_blocks) in recorded

@@ -1,0 +1,85 @@
+"""FigureWorld on disk: mp4 + PNG frames + JSON sidecar, and the python -m entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from flashcli.figureworld import JOINT_NAMES, render_clip
+from flashcli.figureworld.__main__ import main
+from flashcli.figureworld.files import write_clip, write_mp4
+
+
+def test_write_clip_writes_video_frames_and_ground_truth(tmp_path: Path) -> None:
+    clip = render_clip("weld", 2, size=64, frames=5)
+    written = write_clip(clip, tmp_path, "weld_2")
+    assert {p.name for p in written} == {"weld_2.mp4", "weld_2", "weld_2.json"}
+
+    pngs = sorted((tmp_path / "weld_2").glob("frame_*.png"))
+    assert len(pngs) == 5
+    assert np.array_equal(np.asarray(Image.open(pngs[3])), clip.frames[3])  # lossless
+
+    video = _read_mp4(tmp_path / "weld_2.mp4")
+    assert video.shape == clip.frames.shape
+    assert np.abs(video.astype(int) - clip.frames.astype(int)).mean() < 8  # lossy but close
+
+    sidecar = json.loads((tmp_path / "weld_2.json").read_text())
+    assert sidecar["action"] == "weld" and sidecar["seed"] == 2
+    assert sidecar["joints"]["names"] == list(JOINT_NAMES)
+    xy = np.array(sidecar["joints"]["xy"])
+    assert xy.shape == (5, len(JOINT_NAMES), 2)
+    assert np.allclose(xy, clip.joints, atol=1e-3)
+    assert np.array_equal(np.array(sidecar["joints"]["visible"]), clip.visible)
+    assert "skin_tone" in sidecar["appearance"]
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def _read_mp4(path: Path) -> np.ndarray:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
+    return np.stack(frames)
+
+
+def test_mp4_refuses_odd_sizes(tmp_path: Path) -> None:
+    frames = np.zeros((2, 33, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="even"):
+        write_mp4(frames, tmp_path / "odd.mp4", 8)
+
+
+def test_module_entry_renders_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "--actions",
+            "squat,typing",
+            "--clips",
+            "2",
+            "--size",
+            "32",
+            "--frames",
+            "3",
+            "--no-mp4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["clips"] == 4
+    for action in ("squat", "typing"):
+        for seed in (0, 1):
+            assert (tmp_path / action / f"{action}_{seed}.json").is_file()
+            assert len(list((tmp_path / action / f"{action}_{seed}").glob("*.png"))) == 3
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_module_entry_rejects_unknown_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--actions", "moonwalk", "--out", str(tmp_path)]) == 2
+    assert "unknown action" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
