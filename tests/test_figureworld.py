@@ -71,8 +71,8 @@ def _near_colour(pixel: np.ndarray, colour: tuple[float, float, float]) -> bool:
 @pytest.mark.parametrize("action", ["wave", "clap", "jumping_jack", "wave_wrist", "arm_circles"])
 def test_visible_joints_lie_on_the_drawn_figure(action: str) -> None:
     checked_hands = 0
-    for seed in range(12):
-        clip = render_clip(action, seed, size=128, frames=4, framing="full")
+    for seed in range(8):
+        clip = render_clip(action, seed, size=128, frames=3, framing="full")
         look = Appearance(**clip.meta["appearance"])  # type: ignore[arg-type]
         xy = np.floor(clip.joints).astype(int)
         for f in range(len(clip.frames)):
@@ -89,6 +89,37 @@ def test_visible_joints_lie_on_the_drawn_figure(action: str) -> None:
                     )
                     checked_hands += 1
     assert checked_hands > 20  # the colour check really ran
+
+
+def test_joints_hidden_behind_the_body_are_not_visible() -> None:
+    hidden = 0
+    for seed in range(4):
+        clip = render_clip("bow", seed, size=96, frames=4, framing="full")  # side views
+        h, w = clip.frames.shape[1:3]
+        x, y = clip.joints[..., 0], clip.joints[..., 1]
+        in_frame = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        hidden += int((in_frame & ~clip.visible).sum())
+    assert hidden > 0, "a side view always hides some far-side joint behind the body"
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Grow a boolean (H, W) mask by one pixel in every direction (anti-aliased edges)."""
+    grown = mask.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            grown |= np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
+    return grown
+
+
+@pytest.mark.parametrize("action", ["jumping_jack", "throw", "lift_box"])
+def test_the_mask_covers_everything_that_moves(action: str) -> None:
+    # without camera shake the background is static, so pixels outside the figure never change
+    clip = render_clip(action, 2, size=64, frames=6, framing="full")
+    for f in range(1, len(clip.frames)):
+        figure = _dilate(clip.mask[0] | clip.mask[f])
+        changed = np.any(clip.frames[f] != clip.frames[0], axis=-1)
+        assert changed.any()
+        assert not (changed & ~figure).any(), f"frame {f} changes outside the mask"
 
 
 def test_joints_outside_the_frame_are_not_visible() -> None:

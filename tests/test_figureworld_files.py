@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -83,3 +85,16 @@ def test_module_entry_rejects_unknown_actions(tmp_path: Path, capsys: pytest.Cap
     assert main(["--actions", "moonwalk", "--out", str(tmp_path)]) == 2
     assert "unknown action" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_python_dash_m_help_renders() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flashcli.figureworld", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "--actions" in result.stdout and "mp4" in result.stdout
+
+
+def test_figureworld_does_not_import_torch() -> None:
+    code = "import sys, flashcli.figureworld; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -13,7 +13,7 @@ from flashcli.video import (
     describe_sampling,
     discover_clips,
     fit_image,
-    motion_energy,
+    motion_score,
     read_clip,
     read_image,
     read_output,
@@ -128,6 +128,12 @@ def test_fit_modes_centre_crop_pad_and_stretch() -> None:
     assert stretched[16, 1, 0] > 200 and stretched[0, 16, 1] > 200
 
 
-def test_motion_energy_tells_static_from_moving() -> None:
-    assert motion_energy(np.repeat(moving_square()[:1], 12, axis=0)) == 0.0
-    assert motion_energy(moving_square()) > 1.0
+def test_motion_score_tells_static_from_moving_even_when_the_mover_is_small() -> None:
+    assert motion_score(np.repeat(moving_square()[:1], 12, axis=0)) == 0.0
+    noisy = np.repeat(moving_square()[:1], 12, axis=0).astype(int)
+    noisy += np.random.default_rng(0).integers(-2, 3, size=noisy.shape)
+    assert motion_score(np.clip(noisy, 0, 255).astype(np.uint8)) < 3.0
+    small = np.full((12, 64, 64, 3), 90, dtype=np.uint8)
+    for index in range(12):
+        small[index, 30:36, 10 + 2 * index : 16 + 2 * index] = 255  # a hand-sized patch (~1% of the frame)
+    assert motion_score(small) > 3.0

@@ -400,9 +400,10 @@ class _ActionRef:
 
 
 def _parse_action(text: str, lib: Any) -> _ActionRef:
+    """NAME, NAME:STRENGTH or FILE.safetensors[:STRENGTH]; the strength's range is checked later by
+    `_check_strengths` (it needs the core, and this runs before anything heavy is imported)."""
     import math
 
-    from flashcli.core.adapter import MAX_STRENGTH
     from flashcli.library import ADAPTER_FILE
 
     name, strength = text, 1.0
@@ -414,11 +415,8 @@ def _parse_action(text: str, lib: Any) -> _ActionRef:
             raise UserError(
                 f"--action '{text}' has a strength '{raw}' that is not a number; use NAME:0.8."
             ) from None
-        if not math.isfinite(strength) or not 0.0 <= strength <= MAX_STRENGTH:
-            raise UserError(
-                f"--action '{text}' has strength {raw}; "
-                f"use a number from 0 to {MAX_STRENGTH:g} (1 = as learned)."
-            )
+        if not math.isfinite(strength):
+            raise UserError(f"--action '{text}' has strength {raw}; use a finite number like NAME:0.8.")
     if name.endswith(".safetensors"):
         path = Path(name).expanduser()
         if not path.is_file():
@@ -538,6 +536,7 @@ def animate(
         names = ", ".join(f"'{name}'" for name in sources.values())
         raise UserError(f"Actions {names} were learned on different bases; animate them in separate calls.")
 
+    _check_strengths(refs)
     spec = _load_base(base_source, config.device)
     frame_count = config.frames or (first.frames if first else spec.default_frames)
     frame_size = config.size or (first.size if first else spec.default_size)
@@ -560,6 +559,17 @@ def animate(
     else:
         for result in results:
             print(result["video"])
+
+
+def _check_strengths(refs: list[_ActionRef]) -> None:
+    from flashcli.core.adapter import MAX_STRENGTH
+
+    for ref in refs:
+        if not 0.0 <= ref.strength <= MAX_STRENGTH:
+            raise UserError(
+                f"--action '{ref.label}' has strength {ref.strength:g}; "
+                f"use a number from 0 to {MAX_STRENGTH:g} (1 = as learned)."
+            )
 
 
 def _load_adapters(refs: list[_ActionRef], spec: Any) -> list[tuple[Any, Any, float]]:

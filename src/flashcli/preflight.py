@@ -20,15 +20,15 @@ from flashcli.video import (
     describe_sampling,
     file_hash,
     fit_frames,
-    motion_energy,
+    motion_score,
     read_clip,
     sample_indices,
 )
 
 FEW_CLIPS = 3
 MANY_CLIPS = 16
-# Mean absolute frame-to-frame change (0..255) below which a clip looks static to the eye.
-STATIC_MOTION = 0.5
+# motion_score below which a clip looks static (FigureWorld's delicate weld clips score 11-26 at 32 px).
+STATIC_MOTION = 3.0
 SHORT_SECONDS = 0.5
 
 
@@ -78,7 +78,7 @@ def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> Prepared
         frames_used=frames,
         sampling=describe_sampling(clip.frame_count, frames),
     )
-    return PreparedClip(record=record, frames=fitted, motion=motion_energy(fitted))
+    return PreparedClip(record=record, frames=fitted, motion=motion_score(fitted))
 
 
 def run_preflight(paths: list[Path], frames: int, size: int, crop: CropMode) -> Preflight:

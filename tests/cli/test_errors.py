@@ -88,6 +88,9 @@ MISTAKES = {
         lambda ws, s: ["animate", str(ws.photo), "--action", "slide", "--base", str(ws.other_base)],
         "was learned on base 'tiny-test'",
     ),
+    "strength out of range": Mistake(
+        lambda ws, s: ["animate", str(ws.photo), "--action", "slide:9"], "use a number from 0 to 2"
+    ),
     "strength that is not a number": Mistake(
         lambda ws, s: ["animate", str(ws.photo), "--action", "slide:lots"], "not a number"
     ),

@@ -9,7 +9,7 @@ from core_helpers import TINY_FRAMES, moving_square_clip
 
 from flashcli.core.flow import add_noise, sampling_sigmas, shift_sigmas
 from flashcli.core.sampler import animate_photo, sample
-from flashcli.core.settings import SampleSettings, TrainSettings
+from flashcli.core.settings import AlignSettings, SampleSettings, TrainSettings
 from flashcli.core.trainer import train_adapter
 
 
@@ -56,8 +56,15 @@ def test_same_seed_same_video_other_seed_other_video(tiny_spec) -> None:
 
 def test_adapter_strength_scales_its_effect(tiny_spec) -> None:
     clip = moving_square_clip(0)
-    settings = TrainSettings(frames=9, size=32, steps=8, rank=4, learning_rate=2e-2, warmup_steps=0)
-    settings.align = settings.align.variant("none")
+    settings = TrainSettings(
+        frames=9,
+        size=32,
+        steps=8,
+        rank=4,
+        learning_rate=2e-2,
+        warmup_steps=0,
+        align=AlignSettings.variant("none"),
+    )
     learned = train_adapter(tiny_spec, [clip], settings)
     photo = moving_square_clip(7)[0]
     run = SampleSettings(steps=2, seed=0)

@@ -101,7 +101,9 @@ class _Draw:
 
     def uniform(self, bounds: tuple[float, float]) -> float:
         low, high = bounds
-        return low + (high - low) * torch.rand(1, generator=self.generator, device=self.generator.device).item()
+        return (
+            low + (high - low) * torch.rand(1, generator=self.generator, device=self.generator.device).item()
+        )
 
     def chance(self, probability: float) -> bool:
         return self.uniform((0.0, 1.0)) < probability
@@ -203,7 +205,9 @@ def _procedural_pattern(draw: _Draw, height: int, width: int) -> torch.Tensor:
         angle = draw.uniform((0.0, math.pi))
         cycles = draw.uniform((2.0, 10.0))
         phase = draw.uniform((0.0, 2 * math.pi))
-        waves = waves + torch.sin(2 * math.pi * cycles * (math.cos(angle) * cols + math.sin(angle) * rows) + phase)
+        waves = waves + torch.sin(
+            2 * math.pi * cycles * (math.cos(angle) * cols + math.sin(angle) * rows) + phase
+        )
     weight = (waves / 3 + 1) / 2  # roughly [0, 1]
     gradient_angle = draw.uniform((0.0, 2 * math.pi))
     gradient = (math.cos(gradient_angle) * cols + math.sin(gradient_angle) * rows + 1) / 2

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import torch
@@ -81,10 +82,15 @@ class MotionAlignment:
         blocks = getattr(transformer, "blocks", None)
         if not isinstance(blocks, nn.ModuleList):
             raise TypeError("transformer must be a diffusers WanTransformer3DModel (it has no `blocks` list)")
-        for name, indices in (("motion_blocks", motion_blocks), ("correspondence_blocks", correspondence_blocks)):
+        for name, indices in (
+            ("motion_blocks", motion_blocks),
+            ("correspondence_blocks", correspondence_blocks),
+        ):
             bad = [i for i in indices if not 0 <= i < len(blocks)]
             if bad:
-                raise ValueError(f"{name} {bad} out of range: the transformer has blocks 0..{len(blocks) - 1}")
+                raise ValueError(
+                    f"{name} {bad} out of range: the transformer has blocks 0..{len(blocks) - 1}"
+                )
             if len(set(indices)) != len(indices):
                 raise ValueError(f"{name} lists a block twice: {indices}")
         temporal_patch = int(transformer.config.patch_size[0])
@@ -94,7 +100,9 @@ class MotionAlignment:
                 f"{temporal_patch}: motion is measured against frame 0"
             )
         if max_correspondence_tokens is not None and max_correspondence_tokens < 1:
-            raise ValueError(f"max_correspondence_tokens must be positive or None, got {max_correspondence_tokens}")
+            raise ValueError(
+                f"max_correspondence_tokens must be >= 1 or None, got {max_correspondence_tokens}"
+            )
 
         self.transformer = transformer
         self.motion_blocks = list(motion_blocks)
@@ -199,13 +207,19 @@ class MotionAlignment:
     def inject(self, *, motion: bool, correspondence: bool) -> Iterator[None]:
         """Forward passes inside use the recorded x' motion and/or correspondences."""
         self._require_ready()
-        missing = [name for name, wanted, blocks, store in (
-            ("motion", motion, self.motion_blocks, self._motion),
-            ("correspondence", correspondence, self.correspondence_blocks, self._correspondence),
-        ) if wanted and blocks and set(store) != set(blocks)]
+        missing = []
+        if motion and self.motion_blocks and set(self._motion) != set(self.motion_blocks):
+            missing.append("motion")
+        if (
+            correspondence
+            and self.correspondence_blocks
+            and set(self._correspondence) != set(self.correspondence_blocks)
+        ):
+            missing.append("correspondence")
         if missing:
             raise RuntimeError(
-                f"nothing recorded for {' and '.join(missing)} injection: run the x' forward inside record() first"
+                f"nothing recorded for {' and '.join(missing)} injection: "
+                "run the x' forward inside record() first"
             )
         self._mode = _Mode(
             action="inject",
@@ -227,10 +241,12 @@ class MotionAlignment:
         """
         mode_at_forward = self._mode
 
-        def contexts() -> tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]:
+        def contexts() -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
             return contextlib.nullcontext(), self._replaying(mode_at_forward)
 
-        return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False, context_fn=contexts)
+        return torch.utils.checkpoint.checkpoint(
+            module.__call__, *args, use_reentrant=False, context_fn=contexts
+        )
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -264,7 +280,7 @@ class MotionAlignment:
         _, _, frames, height, width = hidden_states.shape
         if frames != self.frames_latent:
             raise ValueError(
-                f"MotionAlignment was built for {self.frames_latent} latent frames but the transformer got {frames}"
+                f"MotionAlignment was built for {self.frames_latent} latent frames; the input has {frames}"
             )
         if self._mode.action == "record" and self._mode.correspondence and self.correspondence_blocks:
             patch_t, patch_h, patch_w = self.transformer.config.patch_size
@@ -316,7 +332,9 @@ class CorrespondenceProcessor:
     """attn1 processor: the default Wan processor when idle; explicit attention maps when recording
     or injecting. Not an nn.Module, so it adds nothing to the state dict."""
 
-    def __init__(self, owner: MotionAlignment, block_index: int, original: Callable[..., torch.Tensor]) -> None:
+    def __init__(
+        self, owner: MotionAlignment, block_index: int, original: Callable[..., torch.Tensor]
+    ) -> None:
         self.owner = owner
         self.block_index = block_index
         self.original = original
@@ -342,7 +360,8 @@ class CorrespondenceProcessor:
             if not mode.replay:
                 if self.owner.detach_recorded:
                     probabilities = probabilities.detach()
-                self.owner._correspondence[self.block_index] = RecordedCorrespondence(probabilities, mode.query_index)
+                recorded_now = RecordedCorrespondence(probabilities, mode.query_index)
+                self.owner._correspondence[self.block_index] = recorded_now
                 self.owner.fired["corr_record"] += 1
         else:
             recorded = mode.corr_store[self.block_index]
@@ -350,9 +369,10 @@ class CorrespondenceProcessor:
             rows = tokens if recorded.query_index is None else recorded.query_index.numel()
             if recorded.probabilities.shape != (batch, heads, rows, tokens):
                 raise ValueError(
-                    f"block {self.block_index}: recorded attention has shape {tuple(recorded.probabilities.shape)} "
-                    f"but this pass needs {(batch, heads, rows, tokens)}; record and inject need the same batch "
-                    "and video size"
+                    f"block {self.block_index}: recorded attention has shape "
+                    f"{tuple(recorded.probabilities.shape)} but this pass needs "
+                    f"{(batch, heads, rows, tokens)}; "
+                    "record and inject need the same batch and video size"
                 )
             if not mode.replay:
                 self.owner.fired["corr_inject"] += 1
@@ -373,7 +393,9 @@ def wan_self_attention_qkv(
     """Query, key, value of a Wan self-attention, each (B, heads, N, head_dim), exactly as
     diffusers' WanAttnProcessor forms them (RMSNorm over all heads, then RoPE on q and k)."""
     if getattr(attn, "fused_projections", False):
-        raise ValueError("fused QKV projections are not supported: unfuse them so LoRA and the hooks see to_q/k/v")
+        raise ValueError(
+            "fused QKV projections are not supported: unfuse them so LoRA and hooks see to_q/k/v"
+        )
     query = attn.norm_q(attn.to_q(hidden_states))
     key = attn.norm_k(attn.to_k(hidden_states))
     value = attn.to_v(hidden_states)

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera-shake", action="store_true")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG frame folders")
     parser.add_argument("--no-mp4", action="store_true", help="skip the mp4 files")
+    parser.add_argument("--no-json", action="store_true", help="skip the JSON ground-truth sidecars")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--list", action="store_true", help="print the actions and their split, then exit")
     return parser
@@ -88,7 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                     framing=args.framing,
                 )
                 stem = f"{action}_{seed}"
-                write_clip(clip, args.out / action, stem, mp4=not args.no_mp4, png=not args.no_png)
+                write_clip(
+                    clip,
+                    args.out / action,
+                    stem,
+                    mp4=not args.no_mp4,
+                    png=not args.no_png,
+                    sidecar_json=not args.no_json,
+                )
                 written += 1
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

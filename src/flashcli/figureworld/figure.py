@@ -135,8 +135,10 @@ def figure_parts(
     def p(name: str) -> np.ndarray:
         return pts[j[name]]
 
-    def d(*names: str) -> float:
-        return float(sum(depth[j[n]] for n in names)) / len(names)
+    def d(first: str, second: str | None = None) -> float:
+        if second is None:
+            return float(depth[j[first]])
+        return 0.5 * float(depth[j[first]] + depth[j[second]])
 
     # Torso: a tapered spine capsule with shoulder and hip capsules for the silhouette. Its apparent
     # width blends the chest's front width and side depth by how far the torso is turned.
@@ -226,17 +228,16 @@ def figure_parts(
 
     parts.append(Part("head", head_depth, draw_head))
     if appearance.hair_style == "long":
-        hair_end = head_c + (neck - head_c) * 1.9 - np.array([face_x, 0.0]) * rx * 0.4
+        # long hair hangs from the back of the head straight down (gravity, not the neck's line);
+        # it is behind the body when the face is towards the camera and over the back otherwise
+        head_3d = kin.joints[j["head"]]
+        back = -forward
+        hang = head_3d + back * body.head_radius * 0.6 + np.array([0.0, -body.head_radius * 2.2, 0.0])
+        hair_end = camera.project(hang[None, :])[0][0]
+        hair_depth = torso_depth - 0.05 if face_z > 0 else head_depth + 0.01
         parts.append(
             _capsule_part(
-                canvas,
-                "hair_back",
-                head_c,
-                hair_end,
-                rx * 0.95,
-                rx * 0.75,
-                paints.hair,
-                head_depth - 0.06 * face_z - 0.03,
+                canvas, "hair_back", head_c, hair_end, rx * 0.95, rx * 0.75, paints.hair, hair_depth
             )
         )
 

@@ -51,7 +51,9 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
     os.replace(tmp, path)
 
 
-def write_clip(clip: Clip, folder: Path, stem: str, *, mp4: bool = True, png: bool = True) -> list[Path]:
+def write_clip(
+    clip: Clip, folder: Path, stem: str, *, mp4: bool = True, png: bool = True, sidecar_json: bool = True
+) -> list[Path]:
     """Write <stem>.mp4, <stem>/frame_NNN.png and <stem>.json into folder; returns what was written.
 
     Each file appears whole or not at all (written under a temporary name, then renamed).
@@ -76,6 +78,8 @@ def write_clip(clip: Clip, folder: Path, stem: str, *, mp4: bool = True, png: bo
             if staging.exists():
                 shutil.rmtree(staging)
         written.append(final)
+    if not sidecar_json:
+        return written
     path = folder / f"{stem}.json"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(sidecar(clip)) + "\n")

@@ -171,7 +171,7 @@ def tool_parts(
         for a, b, r, paint in capsules:
             draw_capsule(canvas, px(a), px(b), r * s, r * s, paint, owner)
         for centre, radius in glow:
-            draw_disc(canvas, px(centre), radius * s, SPARK_RGB, owner, False, glow=True)
+            draw_disc(canvas, px(centre), radius * s, SPARK_RGB, owner, True, glow=True)
             draw_disc(canvas, px(centre), max(0.012 * s, 0.8), (255.0, 255.0, 255.0), owner, True)
 
     return [Part("tool", hand_depth - 0.002, draw)]

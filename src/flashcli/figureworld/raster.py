@@ -123,11 +123,23 @@ class Canvas:
             self.owner[layer.y0 : layer.y1, layer.x0 : layer.x1], owner, where=layer.solid, casting="unsafe"
         )
 
+    def reset(self, background: np.ndarray) -> None:
+        """Start a new frame on the same buffers (saves allocating them per frame)."""
+        np.copyto(self.rgb, background)
+        self.coverage.fill(0.0)
+        self.owner.fill(NO_OWNER)
+
     def to_uint8(self) -> np.ndarray:
+        out = np.empty(self.rgb.shape, dtype=np.uint8)
+        self.write_uint8(out)
+        return out
+
+    def write_uint8(self, out: np.ndarray) -> None:
+        """Round the frame into a uint8 (H, W, 3) array; the canvas is spent afterwards."""
         # colours are never negative (shading stays above zero), so only the top needs clamping
-        out = np.minimum(self.rgb, 254.5)
-        out += 0.5
-        return out.astype(np.uint8)
+        np.minimum(self.rgb, 254.5, out=self.rgb)
+        self.rgb += 0.5
+        out[...] = self.rgb  # the float -> uint8 assignment truncates, which rounds after +0.5
 
 
 def clip01(x: np.ndarray) -> np.ndarray:
@@ -145,37 +157,46 @@ class SegmentField:
     """Distance-related fields of a (tapered) capsule over a box."""
 
     distance: np.ndarray  # signed distance to the outline, pixels
-    along: np.ndarray  # distance along the bone from its start, pixels
-    across: np.ndarray  # signed distance across the bone, in units of the local radius (-1..1 inside)
+    t: np.ndarray  # position along the bone, 0 at its start, 1 at its end
+    length: float  # bone length, pixels
+    across: np.ndarray  # signed distance across the bone, in units of its mean radius (-1..1 inside)
     light: float  # how much the across direction faces the light (-1..1)
+
+    @property
+    def along(self) -> np.ndarray:
+        """Distance along the bone from its start, pixels (only patterns need it)."""
+        return self.t * self.length
 
 
 def capsule_field(box: Box, a: np.ndarray, b: np.ndarray, ra: float, rb: float) -> SegmentField:
     """Signed distance to a capsule from a (radius ra) to b (radius rb), radius linear along it."""
-    bx, by = float(b[0] - a[0]), float(b[1] - a[1])
+    # Python floats keep float32 arrays float32 (numpy 2 promotion) and cost less than np.float32()
+    ax, ay = float(a[0]), float(a[1])
+    bx, by = float(b[0]) - ax, float(b[1]) - ay
     length_sq = bx * bx + by * by
-    dx = box.px - np.float32(a[0])
-    dy = box.py - np.float32(a[1])
+    dx = box.px - ax
+    dy = box.py - ay
     if length_sq < 1e-9:
         t = np.zeros(np.broadcast_shapes(dx.shape, dy.shape), dtype=np.float32)
-        across_px = dx + 0 * dy
+        across = dx + 0 * dy
         length = 1.0
         light = 0.0
     else:
-        t = clip01(dx * np.float32(bx / length_sq) + dy * np.float32(by / length_sq))
+        t = clip01(dx * (bx / length_sq) + dy * (by / length_sq))
         length = float(np.sqrt(length_sq))
-        across_px = dx * np.float32(by / length) - dy * np.float32(bx / length)
-        light = float((by * LIGHT_DIRECTION[0] - bx * LIGHT_DIRECTION[1]) / length)
-    ex = dx - t * np.float32(bx)
-    ey = dy - t * np.float32(by)
+        # across is only used for shading and patterns, so the mean radius is close enough
+        scale = 1.0 / (length * max(0.5 * (ra + rb), 0.5))
+        across = dx * (by * scale) - dy * (bx * scale)
+        light = (by * float(LIGHT_DIRECTION[0]) - bx * float(LIGHT_DIRECTION[1])) / length
+    ex = dx - t * bx
+    ey = dy - t * by
+    distance = np.hypot(ex, ey)
     if ra == rb:
-        distance = np.hypot(ex, ey)
-        distance -= np.float32(ra)
+        distance -= ra
     else:
-        distance = np.hypot(ex, ey) - (np.float32(ra) + t * np.float32(rb - ra))
-    # across is only used for shading and patterns, so the mean radius is close enough
-    across_px *= np.float32(1.0 / max(0.5 * (ra + rb), 0.5))
-    return SegmentField(distance, t * np.float32(length), across_px, light)
+        distance -= t * (rb - ra)
+        distance -= ra
+    return SegmentField(distance, t, length, across, light)
 
 
 def capsule_box(canvas: Canvas, a: np.ndarray, b: np.ndarray, radius: float) -> Box | None:
@@ -184,10 +205,10 @@ def capsule_box(canvas: Canvas, a: np.ndarray, b: np.ndarray, radius: float) -> 
     )
 
 
-def paint_colour(paint: Paint, along: np.ndarray, across: np.ndarray, light: float) -> np.ndarray:
+def paint_colour(paint: Paint, field: SegmentField, across: np.ndarray, light: float) -> np.ndarray:
     """Per-pixel colour (h, w, 3) of a painted part given bone-local coordinates."""
-    across = np.minimum(np.maximum(across, -1.0), 1.0)
-    # 1 - shading * across^2 + light * across, in three array operations
+    # 1 - shading * across^2 + light * across, in three array operations; across stays within about
+    # +-1.2 wherever the part has coverage, so no clamping is needed
     shade = across * np.float32(-paint.shading)
     shade += np.float32(0.12 * light)
     shade *= across
@@ -196,7 +217,8 @@ def paint_colour(paint: Paint, along: np.ndarray, across: np.ndarray, light: flo
     if paint.pattern == "solid":
         return shade[..., None] * base
     second = np.asarray(paint.second, dtype=np.float32)
-    omega = np.float32(2.0 * np.pi / paint.period)
+    along = field.along
+    omega = 2.0 * np.pi / paint.period
     if paint.pattern == "stripes":
         mix = clip01(np.sin(along * omega) * 1.25 + 0.5)
     elif paint.pattern == "checks":
@@ -232,7 +254,7 @@ def draw_capsule(
         return
     f = capsule_field(box, a, b, ra, rb)
     alpha = coverage_from_distance(f.distance)
-    canvas.composite(box, alpha, paint_colour(paint, f.along, f.across, f.light), owner, figure)
+    canvas.composite(box, alpha, paint_colour(paint, f, f.across, f.light), owner, figure)
 
 
 def draw_capsule_union(
@@ -252,7 +274,7 @@ def draw_capsule_union(
     for capsule in capsules[1:]:
         distance = np.minimum(distance, capsule_field(box, *capsule).distance)
     alpha = coverage_from_distance(distance)
-    canvas.composite(box, alpha, paint_colour(paint, main.along, main.across, main.light), owner)
+    canvas.composite(box, alpha, paint_colour(paint, main, main.across, main.light), owner)
     return main
 
 

@@ -114,11 +114,16 @@ def render_clip(
     visible = np.empty((frames, len(JOINT_NAMES)), dtype=bool)
     mask = np.empty((frames, height, width), dtype=bool)
     bench_layers: dict[tuple[object, ...], Layer | None] = {}
+    canvas: Canvas | None = None
     for i in range(frames):
         frame = definition.frame(i / fps, variation)
         dx, dy = (int(v) for v in shake[i])
         m = shake_amplitude
-        canvas = Canvas(background[m + dy : m + dy + height, m + dx : m + dx + width])
+        view = background[m + dy : m + dy + height, m + dx : m + dx + width]
+        if canvas is None:
+            canvas = Canvas(view)
+        else:
+            canvas.reset(view)
         cam = camera.shifted(-dx, -dy)
         kin = forward_kinematics(frame.pose, body, yaw)
         parts, pts, depth = figure_parts(canvas, kin, body, look, paints, cam)
@@ -127,7 +132,7 @@ def render_clip(
         parts += bench_parts(canvas, kin, frame.pose, frame.props, cam, bench_layers)
         for part in sorted(parts, key=lambda p: p.depth):
             part.draw()
-        video[i] = canvas.to_uint8()
+        canvas.write_uint8(video[i])
         joints[i] = pts
         visible[i] = joint_visibility(canvas, pts)
         mask[i] = canvas.coverage > 0.5

@@ -35,6 +35,7 @@ JOINT_NAMES: tuple[str, ...] = (
     "r_foot",
 )
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
+_LEG_IDS = {p: [JOINT_INDEX[f"{p}_{n}"] for n in ("hip", "knee", "ankle", "foot")] for p in ("l", "r")}
 
 LEFT, RIGHT = 1.0, -1.0  # sign of x for the figure's left and right side
 
@@ -168,6 +169,14 @@ def bone_direction(flex: float, abduct: float, side: float) -> np.ndarray:
     )
 
 
+def bone_directions(flex: list[float], abduct: list[float], side: list[float] | np.ndarray) -> np.ndarray:
+    """bone_direction for many bones at once: (N, 3)."""
+    f = np.asarray(flex)
+    a = np.asarray(side) * np.asarray(abduct)
+    cos_f = np.cos(f)
+    return np.stack([np.sin(a) * cos_f, -np.cos(a) * cos_f, np.sin(f)], axis=1)
+
+
 def rot_x(angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
@@ -225,59 +234,79 @@ def two_bone_ik(
     return upper_dir, lower_dir
 
 
+_SIDES6 = np.array([LEFT] * 3 + [RIGHT] * 3)
+_ARM_IDS = {p: [JOINT_INDEX[f"{p}_{n}"] for n in ("shoulder", "elbow", "wrist", "hand")] for p in ("l", "r")}
+_ANKLES = [JOINT_INDEX["l_ankle"], JOINT_INDEX["r_ankle"]]
+_FEET = [JOINT_INDEX[n] for n in ("l_ankle", "l_foot", "r_ankle", "r_foot")]
+
+
+def _limb_directions(
+    flex: list[float], abduct: list[float], lengths: np.ndarray, rot: np.ndarray
+) -> np.ndarray:
+    """World-space bone vectors (6, 3) for three bones of each side (left first), scaled by length."""
+    return (bone_directions(flex, abduct, _SIDES6) * lengths[:, None]) @ rot.T
+
+
 def forward_kinematics(pose: Pose, body: Body, view_yaw: float) -> Kinematics:
     """World joint positions for a pose seen from a camera turned by view_yaw around the figure."""
     body_rot = rot_y(view_yaw + pose.yaw)
     torso_rot = body_rot @ rot_y(pose.spine_twist) @ rot_x(pose.spine_pitch) @ rot_z(-pose.spine_roll)
     head_rot = torso_rot @ rot_y(pose.head_yaw) @ rot_x(pose.head_pitch) @ rot_z(-pose.head_roll)
-    up = np.array([0.0, 1.0, 0.0])
 
     joints = np.zeros((len(JOINT_NAMES), 3))
-    pelvis = np.zeros(3)
-    neck = pelvis + torso_rot @ (up * body.torso_length)
-    head = neck + head_rot @ (up * (body.neck_length + body.head_radius * 1.1))
-    joints[JOINT_INDEX["pelvis"]] = pelvis
+    neck = torso_rot[:, 1] * body.torso_length  # the pelvis is the origin
     joints[JOINT_INDEX["neck"]] = neck
-    joints[JOINT_INDEX["head"]] = head
+    joints[JOINT_INDEX["head"]] = neck + head_rot[:, 1] * (body.neck_length + body.head_radius * 1.1)
 
-    for prefix, side, leg in (("l", LEFT, pose.left_leg), ("r", RIGHT, pose.right_leg)):
-        hip = pelvis + body_rot @ np.array([side * body.hip_half_width, -0.02, 0.0])
-        knee = hip + body_rot @ bone_direction(leg.thigh_flex, leg.thigh_abduct, side) * body.thigh
-        ankle = knee + body_rot @ bone_direction(leg.shin_flex, leg.shin_abduct, side) * body.shin
-        foot = ankle + body_rot @ bone_direction(leg.foot_flex, leg.foot_abduct, side) * body.foot
-        for name, point in (("hip", hip), ("knee", knee), ("ankle", ankle), ("foot", foot)):
-            joints[JOINT_INDEX[f"{prefix}_{name}"]] = point
+    # Both legs at once: one vectorised direction computation instead of six small ones.
+    legs = (pose.left_leg, pose.right_leg)
+    leg_dirs = _limb_directions(
+        [a for leg in legs for a in (leg.thigh_flex, leg.shin_flex, leg.foot_flex)],
+        [a for leg in legs for a in (leg.thigh_abduct, leg.shin_abduct, leg.foot_abduct)],
+        np.array([body.thigh, body.shin, body.foot] * 2),
+        body_rot,
+    )
+    hips = np.array([[LEFT * body.hip_half_width, -0.02, 0.0], [RIGHT * body.hip_half_width, -0.02, 0.0]])
+    hips = hips @ body_rot.T
+    for k, prefix in enumerate(("l", "r")):
+        joints[_LEG_IDS[prefix]] = np.cumsum(
+            np.vstack([hips[k : k + 1], leg_dirs[3 * k : 3 * k + 3]]), axis=0
+        )
 
     # Feet on the floor: the lowest point of either foot touches y = 0, then the pose may lift off.
     # The supporting foot (the lower one, or both equally) is anchored so feet do not slide as the
     # body bends; root_x / root_z place that support in the body frame.
-    foot_ids = [JOINT_INDEX[n] for n in ("l_ankle", "l_foot", "r_ankle", "r_foot")]
-    sole = joints[foot_ids, 1].min() - body.foot_radius
-    ankle_ids = [JOINT_INDEX["l_ankle"], JOINT_INDEX["r_ankle"]]
-    heights = joints[ankle_ids, 1]
+    sole = joints[_FEET, 1].min() - body.foot_radius
+    heights = joints[_ANKLES, 1]
     weights = np.exp(-(heights - heights.min()) / 0.015)
-    anchor = (weights[:, None] * joints[ankle_ids]).sum(axis=0) / weights.sum()
+    anchor = (weights[:, None] * joints[_ANKLES]).sum(axis=0) / weights.sum()
     stage_origin = body_rot @ np.array([pose.root_x, 0.0, pose.root_z])
     shift = np.array([stage_origin[0] - anchor[0], pose.lift - sole, stage_origin[2] - anchor[2]])
 
-    for prefix, side, arm, target in (
-        ("l", LEFT, pose.left_arm, pose.left_wrist_target),
-        ("r", RIGHT, pose.right_arm, pose.right_wrist_target),
+    arms = (pose.left_arm, pose.right_arm)
+    arm_dirs = _limb_directions(
+        [a for arm in arms for a in (arm.upper_flex, arm.fore_flex, arm.hand_flex)],
+        [a for arm in arms for a in (arm.upper_abduct, arm.fore_abduct, arm.hand_abduct)],
+        np.array([body.upper_arm, body.forearm, body.hand] * 2),
+        torso_rot,
+    )
+    shoulders = np.array(
+        [[LEFT * body.shoulder_half_width, -0.035, 0.0], [RIGHT * body.shoulder_half_width, -0.035, 0.0]]
+    )
+    shoulders = neck + shoulders @ torso_rot.T
+    for k, (prefix, side, target) in enumerate(
+        (("l", LEFT, pose.left_wrist_target), ("r", RIGHT, pose.right_wrist_target))
     ):
-        shoulder = neck + torso_rot @ np.array([side * body.shoulder_half_width, -0.035, 0.0])
-        if target is None:
-            upper_dir = torso_rot @ bone_direction(arm.upper_flex, arm.upper_abduct, side)
-            fore_dir = torso_rot @ bone_direction(arm.fore_flex, arm.fore_abduct, side)
-        else:
+        if target is not None:
             # the target is in the stage frame; elbows bend outwards and down
             goal = stage_origin + body_rot @ np.asarray(target) - shift
             pole = torso_rot @ np.array([side * 0.8, -1.0, -0.25])
-            upper_dir, fore_dir = two_bone_ik(shoulder, goal, body.upper_arm, body.forearm, pole)
-        elbow = shoulder + upper_dir * body.upper_arm
-        wrist = elbow + fore_dir * body.forearm
-        hand = wrist + torso_rot @ bone_direction(arm.hand_flex, arm.hand_abduct, side) * body.hand
-        for name, point in (("shoulder", shoulder), ("elbow", elbow), ("wrist", wrist), ("hand", hand)):
-            joints[JOINT_INDEX[f"{prefix}_{name}"]] = point
+            upper_dir, fore_dir = two_bone_ik(shoulders[k], goal, body.upper_arm, body.forearm, pole)
+            arm_dirs[3 * k] = upper_dir * body.upper_arm
+            arm_dirs[3 * k + 1] = fore_dir * body.forearm
+        joints[_ARM_IDS[prefix]] = np.cumsum(
+            np.vstack([shoulders[k : k + 1], arm_dirs[3 * k : 3 * k + 3]]), axis=0
+        )
 
     joints += shift
     return Kinematics(

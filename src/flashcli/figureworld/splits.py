@@ -6,7 +6,7 @@ from flashcli.figureworld.actions import ACTIONS
 
 # Held out: never in the pretraining corpus. A mix of large and delicate actions, so the benchmark
 # asks for both new whole-body motion and new fine hand work.
-_HELDOUT_WANTED: tuple[str, ...] = (
+HELDOUT_ACTIONS: tuple[str, ...] = (
     "jumping_jack",
     "bow",
     "lunge",
@@ -16,5 +16,7 @@ _HELDOUT_WANTED: tuple[str, ...] = (
     "wave_wrist",
     "saw",
 )
-HELDOUT_ACTIONS: tuple[str, ...] = tuple(name for name in _HELDOUT_WANTED if name in ACTIONS)
+_missing = [name for name in HELDOUT_ACTIONS if name not in ACTIONS]
+if _missing:
+    raise RuntimeError(f"held-out actions missing from the library: {_missing}")
 PRETRAIN_ACTIONS: tuple[str, ...] = tuple(name for name in ACTIONS if name not in HELDOUT_ACTIONS)

@@ -112,6 +112,13 @@ class ActionDef:
     def frame(self, t: float, variation: Variation) -> Frame:
         cycle = t * variation.speed / self.period + variation.phase
         frame = self.motion(cycle, t, variation)
+        # People are never perfectly still: a slow, small sway of the head and upper body (its own
+        # rhythm per clip) on top of every action keeps the parts the action does not use alive.
+        sway = TAU * (0.35 * t + variation.extra[3])
+        pose = frame.pose
+        pose.head_pitch += 0.03 * math.sin(sway)
+        pose.head_roll += 0.025 * math.sin(0.7 * sway + 1.3)
+        pose.spine_roll += 0.012 * math.sin(0.5 * sway + 2.1)
         if variation.handed < 0:
             frame.pose = frame.pose.mirrored()
             frame.props.tool_hand = "l" if frame.props.tool_hand == "r" else "r"

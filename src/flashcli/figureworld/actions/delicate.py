@@ -275,15 +275,16 @@ def phone_call(c: float, t: float, v: Variation) -> Frame:
 
 
 def point(c: float, t: float, v: Variation) -> Frame:
-    # point at something, then sweep the pointing arm to another spot and hold
+    # raise a straight arm to point out to the side, hold it, lower it again
     x = c % 1.0
-    s = smoothstep(x / 0.3) if x < 0.5 else 1.0 - smoothstep((x - 0.5) / 0.3)
-    aim = 0.4 + 0.8 * v.extra[0]
+    s = smoothstep(x / 0.3) if x < 0.6 else 1.0 - smoothstep((x - 0.6) / 0.3)
+    aim = v.extra[0]
     pose = rest_pose(v)
     pose = replace(
         pose,
-        right_arm=arm(HALF_PI * (0.6 + 0.4 * s), 0.3 + aim * s, elbow=0.05, wrist=0.0),
-        head_yaw=-0.35 * s * aim,
+        # abduct only swings the arm sideways while it is not pointing far forward, so keep flex low
+        right_arm=arm((0.15 + 0.55 * aim) * s, 0.15 + (1.15 + 0.3 * v.extra[1]) * s, elbow=0.05),
+        head_yaw=-0.5 * s,
     )
     return Frame(pose)
 
@@ -335,7 +336,14 @@ DELICATE_ACTIONS: tuple[ActionDef, ...] = (
         view="front",
     ),
     ActionDef(
-        "saw", "saw a board with back-and-forth strokes", "delicate", 0.9, saw, ("saw",), close_up=True
+        "saw",
+        "saw a board with back-and-forth strokes",
+        "delicate",
+        0.9,
+        saw,
+        ("saw",),
+        close_up=True,
+        view="side",
     ),
     ActionDef("hammer", "hammer a nail into a board", "delicate", 1.0, hammer, ("hammer",), close_up=True),
     ActionDef(
@@ -362,7 +370,7 @@ DELICATE_ACTIONS: tuple[ActionDef, ...] = (
         ("phone",),
         close_up=True,
     ),
-    ActionDef("point", "point at something with an outstretched arm", "delicate", 2.4, point),
+    ActionDef("point", "point at something with an outstretched arm", "delicate", 2.4, point, view="front"),
     ActionDef(
         "salute",
         "raise the hand to the brow in a salute, then lower it",

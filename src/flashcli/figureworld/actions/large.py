@@ -114,12 +114,9 @@ def wave(c: float, t: float, v: Variation) -> Frame:
     # a big hello: the hand raised above the shoulder, forearm swinging side to side
     swing = math.sin(TAU * c) * 0.45 * v.amplitude
     pose = rest_pose(v)
-    raise_in = smoothstep(t / 0.25 + 0.6)
     pose = replace(
         pose,
-        right_arm=arm(
-            0.35 * raise_in, 0.2 + 1.3 * raise_in, elbow=0.2, fore_abduct=0.2 + (2.6 + swing) * raise_in
-        ),
+        right_arm=arm(0.35, 1.5, elbow=0.2, fore_abduct=2.8 + swing),
         head_roll=v.head_tilt - 0.08,
     )
     return Frame(pose)
@@ -202,12 +199,12 @@ def punch(c: float, t: float, v: Variation) -> Frame:
 
 def clap(c: float, t: float, v: Variation) -> Frame:
     open_ = wave01(c)
-    x = 0.025 + 0.2 * open_ * v.amplitude
+    x = 0.02 + 0.26 * open_ * v.amplitude
     pose = rest_pose(v)
     pose = replace(
         pose,
-        left_wrist_target=(x, 0.72, 0.24),
-        right_wrist_target=(-x, 0.72, 0.24),
+        left_wrist_target=(x, 0.78, 0.22 - 0.08 * open_),
+        right_wrist_target=(-x, 0.78, 0.22 - 0.08 * open_),
         left_arm=replace(pose.left_arm, hand_flex=1.5, hand_abduct=-0.6 + 1.0 * open_),
         right_arm=replace(pose.right_arm, hand_flex=1.5, hand_abduct=-0.6 + 1.0 * open_),
     )
@@ -392,7 +389,7 @@ LARGE_ACTIONS: tuple[ActionDef, ...] = (
     ActionDef("idle", "stand relaxed, breathing and shifting weight", "large", 3.0, idle),
     ActionDef("lunge", "step forward into a deep lunge and back", "large", 2.0, lunge, view="side"),
     ActionDef("punch", "alternate straight punches from a boxing guard", "large", 0.8, punch, view="any"),
-    ActionDef("clap", "clap the hands in front of the chest", "large", 0.5, clap, view="any"),
+    ActionDef("clap", "clap the hands in front of the chest", "large", 0.5, clap, view="front"),
     ActionDef(
         "side_bend", "bend to each side with the other arm overhead", "large", 2.4, side_bend, view="front"
     ),
