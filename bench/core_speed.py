@@ -83,7 +83,12 @@ def _train_step_seconds(spec, clips, variant: str, steps: int) -> tuple[float, f
     )
     stamps: list[float] = []
     started = time.perf_counter()
-    train_adapter(spec, clips, settings, progress=lambda _: stamps.append(time.perf_counter()))
+
+    def stamp(progress) -> None:
+        if progress.phase == "train":
+            stamps.append(time.perf_counter())
+
+    train_adapter(spec, clips, settings, progress=stamp)
     # The first step includes one-off work (allocations, LoRA setup); drop it from the median.
     durations = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
     setup = stamps[0] - started

@@ -17,13 +17,14 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tiny_pretrain.configs import RunSettings
 from tiny_pretrain.dit_stage import base_meta, build_transformer, train_dit, vae_with_latent_stats
 from tiny_pretrain.export import export_base
-from tiny_pretrain.latent_cache import build_latent_cache
+from tiny_pretrain.latent_cache import build_latent_cache, sample_latent_stats
 from tiny_pretrain.vae_stage import load_trained_vae, train_vae
 
 STAGES = ("vae", "encode", "dit")
@@ -39,11 +40,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vae-steps", type=int, default=None, help="total VAE steps (schedule length)")
+    parser.add_argument("--vae-batch", type=int, default=None)
+    parser.add_argument("--vae-window", type=int, default=None, help="consecutive frames per VAE sample")
+    parser.add_argument("--vae-crop", type=int, default=None, help="square crop size of VAE samples")
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
     parser.add_argument(
         "--dit-minutes", type=float, default=None, help="stop the denoiser stage after this long"
+    )
+    parser.add_argument(
+        "--dit-until",
+        default=None,
+        help="UTC time HH:MM today when the denoiser stage stops (wins over minutes)",
     )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
@@ -53,6 +62,12 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     run = RunSettings(seed=args.seed, threads=args.threads, run_dir=args.run_dir, export_dir=args.export_dir)
     if args.vae_steps is not None:
         run.vae.steps = args.vae_steps
+    if args.vae_batch is not None:
+        run.vae.batch_size = args.vae_batch
+    if args.vae_window is not None:
+        run.vae.window_frames = args.vae_window
+    if args.vae_crop is not None:
+        run.vae.crop = args.vae_crop
     if args.encode_clips is not None:
         run.encode.clips = args.encode_clips
     if args.dit_steps is not None:
@@ -62,15 +77,32 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     return run
 
 
+def seconds_until(clock: str) -> float:
+    """Seconds from now to HH:MM UTC today."""
+    hour, minute = (int(part) for part in clock.split(":"))
+    now = datetime.now(timezone.utc)
+    return (now.replace(hour=hour, minute=minute, second=0, microsecond=0) - now).total_seconds()
+
+
+def trained_denoiser_shipped(run: RunSettings) -> bool:
+    meta_path = run.export_dir / "flash_base.json"
+    if not meta_path.exists():
+        return False
+    return int(json.loads(meta_path.read_text()).get("pretraining", {}).get("dit_step", 0)) > 0
+
+
 def export_vae_only(run: RunSettings) -> None:
-    """A loadable base right after the VAE stage: trained VAE, untrained denoiser (for the DED work)."""
+    """A loadable base right after the VAE stage: trained VAE, untrained denoiser (unblocks the DED work).
+
+    Latent statistics come from a small sample here; the denoiser's exports carry the full cache's.
+    """
     from tiny_pretrain.configs import NULL_TEXT_TOKENS, TEXT_DIM
 
     from flashcli.core.specs import WanSpec
 
-    cache = build_latent_cache(run)
     vae, state = load_trained_vae(run)
-    vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
+    mean, std = sample_latent_stats(run, vae, clips=16)
+    vae = vae_with_latent_stats(vae, mean, std)
     torch.manual_seed(run.seed + 10)
     null_text = torch.zeros(NULL_TEXT_TOKENS, TEXT_DIM)
     spec = WanSpec(base_id="tiny", transformer=build_transformer(), vae=vae, null_text=null_text)
@@ -93,13 +125,16 @@ def main(argv: list[str]) -> int:
     if "vae" in stages:
         limit = None if args.vae_minutes is None else args.vae_minutes * 60
         print("vae stage:", train_vae(run, time_limit=limit), flush=True)
+        # Never replace a shipped, trained denoiser with an untrained one.
+        if not trained_denoiser_shipped(run):
+            export_vae_only(run)
     if "encode" in stages:
         cache = build_latent_cache(run)
         print(f"latent cache: {tuple(cache['latents'].shape)} in {cache['seconds']:.0f}s", flush=True)
-        if not (run.export_dir / "flash_base.json").exists() or "dit" not in stages:
-            export_vae_only(run)
     if "dit" in stages:
         limit = None if args.dit_minutes is None else args.dit_minutes * 60
+        if args.dit_until is not None:
+            limit = seconds_until(args.dit_until)
 
         def export(spec, null_text, summary):  # noqa: ANN001 - local callback
             export_base(run.export_dir, spec, null_text, base_meta(run, summary))

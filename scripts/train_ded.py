@@ -61,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips-per-action", type=int, default=2)
     parser.add_argument("--crops-per-clip", type=int, default=2)
     parser.add_argument("--val-clips", type=int, default=3)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=64, help="FigureWorld frame size (the tiny base's size)")
     parser.add_argument(
         "--frames", type=int, default=9, help="frames per clip (4k+1); 9 keeps CPU steps short"
     )
@@ -228,8 +228,8 @@ def main() -> None:
         train_seeds,
         args,
         args.run_dir.parent / "train_data.pt",
-        crop=args.crop,
-        crops_per_clip=args.crops_per_clip,
+        crop=args.crop or None,
+        crops_per_clip=args.crops_per_clip if args.crop else 1,
     )
     val_seeds = list(
         range(VAL_SEED_START, VAL_SEED_START + max(1, args.val_clips // len(PRETRAIN_ACTIONS) + 1))
@@ -262,7 +262,7 @@ def main() -> None:
             losses["loss"].backward()
             optimizer.step()
             step += 1
-            last = {name: float(value) for name, value in losses.items()}
+            last = {name: float(value.detach()) for name, value in losses.items()}
             record: dict[str, Any] = {"step": step, **last, "lr": optimizer.param_groups[0]["lr"]}
             record["seconds_per_step"] = time.time() - tick
             if step % args.validate_every == 0 or step == args.steps:

@@ -16,6 +16,7 @@ from flashcli.figureworld import (
     render_clip,
 )
 from flashcli.figureworld.appearance import Appearance, sample_appearance
+from flashcli.figureworld.raster import Canvas, Paint, draw_capsule_union
 
 
 def test_same_arguments_give_the_same_bytes() -> None:
@@ -202,3 +203,18 @@ def test_bad_arguments_raise_clear_errors(kwargs: dict[str, object], message: st
     arguments: dict[str, object] = {"action": "squat", "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
         render_clip(**arguments)  # type: ignore[arg-type]
+
+
+def test_shading_never_turns_colours_negative_or_wraps() -> None:
+    # a torso's shoulder capsules reach far past its spine; shading there must stay a dark shade of
+    # the paint, never a negative value that wraps around in uint8
+    canvas = Canvas(np.zeros((64, 64, 3), dtype=np.float32))
+    spine = (np.array([32.0, 14.0]), np.array([32.0, 50.0]), 5.0, 4.0)
+    shoulders = (np.array([12.0, 16.0]), np.array([52.0, 16.0]), 4.0, 4.0)
+    draw_capsule_union(canvas, [spine, shoulders], Paint((200.0, 60.0, 120.0), shading=0.35), owner=1)
+    drawn = canvas.owner == 1
+    frame = canvas.to_uint8()
+    assert drawn[16, 14] and drawn[16, 50]  # the shoulder tips are part of the shape
+    assert frame[drawn].min() >= 0.3 * 60 - 1
+    red = frame[drawn][:, 0].astype(int)
+    assert red.max() <= 230 and red.min() >= 0.4 * 200 - 1

@@ -137,3 +137,13 @@ def test_motion_score_tells_static_from_moving_even_when_the_mover_is_small() ->
     for index in range(12):
         small[index, 30:36, 10 + 2 * index : 16 + 2 * index] = 255  # a hand-sized patch (~1% of the frame)
     assert motion_score(small) > 3.0
+
+
+def test_output_folder_inside_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    from flashcli.video import check_writable_folder
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="inside a file"):
+        check_writable_folder(blocker / "out", "Output folder")
+    check_writable_folder(tmp_path / "new" / "deeper", "Output folder")  # creatable: fine

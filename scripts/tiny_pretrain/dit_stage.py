@@ -1,8 +1,8 @@
 """Stage 3: train the tiny WanTransformer3DModel on cached latents, first-frame conditioned.
 
-The forward is the core's own path: WanSpec.denoise (per-token timesteps, frame-0 tokens at t=0) and
-the rectified-flow helpers in flashcli.core.flow, so the base learns exactly what `learn` and
-`animate` later ask of it: the clean photo latent at frame 0, velocity loss on frames 1..T-1.
+The forward is the core's own path: WanSpec.denoise (per-token timesteps, frame-0 tokens at t=0), the
+rectified-flow helpers in flashcli.core.flow and the adapter trainer's loss, so the base learns exactly
+what `learn` and `animate` later ask of it: the clean photo latent at frame 0, velocity loss on frames 1..T-1.
 """
 
 from __future__ import annotations
@@ -53,14 +53,12 @@ def dit_checkpoint_path(run: RunSettings) -> Path:
 def first_frame_flow_loss(
     spec: WanSpec, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
 ) -> torch.Tensor:
-    """Velocity MSE on frames 1..T-1 with latent frame 0 held clean (the photo)."""
+    """Velocity MSE on frames 1..T-1 with latent frame 0 held clean (the photo), as `learn` trains."""
     sigma = flow.training_sigmas(x0.shape[0], generator, shift)
     noise = torch.randn(x0.shape, generator=generator)
-    noisy = flow.add_noise(x0, noise, sigma)
-    noisy[:, :, 0] = x0[:, :, 0]
+    noisy = flow.noisy_with_clean_first_frame(x0, noise, sigma)
     prediction = spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
-    target = flow.velocity_target(x0, noise)
-    return (prediction[:, :, 1:] - target[:, :, 1:]).pow(2).mean()
+    return flow.flow_loss(prediction, flow.velocity_target(x0, noise))
 
 
 def train_dit(
@@ -84,8 +82,8 @@ def train_dit(
     if state is not None:
         if state["vae_step"] != vae_state["step"]:
             raise RuntimeError(
-                f"the denoiser checkpoint was trained on latents of VAE step {state['vae_step']}, but the VAE "
-                f"is now at step {vae_state['step']}; delete {dit_checkpoint_path(run)} to start the denoiser over"
+                f"the denoiser checkpoint was trained on latents of VAE step {state['vae_step']}, but the "
+                f"VAE is now at step {vae_state['step']}; delete {dit_checkpoint_path(run)} to start over"
             )
         transformer.load_state_dict(state["model"])
         null_text.data.copy_(state["null_text"])
@@ -174,8 +172,8 @@ def train_dit(
         )
         if step % 20 == 0:
             print(
-                f"dit step {step}/{settings.steps} loss {loss.item():.4f} (avg {summary()['dit_loss_recent']:.4f}) "
-                f"{time.time() - tick:.2f}s/step",
+                f"dit step {step}/{settings.steps} loss {loss.item():.4f} "
+                f"(avg {summary()['dit_loss_recent']:.4f}) {time.time() - tick:.2f}s/step",
                 flush=True,
             )
         if step % settings.checkpoint_every == 0:

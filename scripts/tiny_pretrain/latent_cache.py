@@ -29,6 +29,20 @@ def encode_clip(vae: torch.nn.Module, clip: np.ndarray) -> torch.Tensor:
     return vae.encode(video).latent_dist.mode()[0]
 
 
+def channel_stats(latents: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over every position, as Wan's latents_mean / latents_std."""
+    channels_first = rearrange(latents, "n c t h w -> c (n t h w)")
+    return channels_first.mean(dim=1).tolist(), channels_first.std(dim=1).tolist()
+
+
+def sample_latent_stats(
+    run: RunSettings, vae: torch.nn.Module, clips: int
+) -> tuple[list[float], list[float]]:
+    """Latent statistics from the first `clips` clips of the denoiser's stream (a quick estimate)."""
+    pool = render_pool(run.data, clips, run.run_dir / "cache" / "stats_pool.npy")
+    return channel_stats(torch.stack([encode_clip(vae, clip) for clip in pool]))
+
+
 def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     vae, vae_state = load_trained_vae(run)
     path = latent_cache_path(run)
@@ -46,14 +60,12 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         if index % 50 == 0:
             print(f"encoded {index}/{len(clips)} clips ({time.time() - started:.0f}s)", flush=True)
     latents = torch.stack(raw)
-    # Per-channel statistics over every position, as Wan's latents_mean / latents_std.
-    channels_first = rearrange(latents, "n c t h w -> c (n t h w)")
-    mean, std = channels_first.mean(dim=1), channels_first.std(dim=1)
-    normalised = (latents - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    mean, std = channel_stats(latents)
+    normalised = (latents - torch.tensor(mean).view(1, -1, 1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1, 1)
     cache = {
         "latents": normalised,
-        "latents_mean": mean.tolist(),
-        "latents_std": std.tolist(),
+        "latents_mean": mean,
+        "latents_std": std,
         "vae_step": vae_state["step"],
         "clips": len(clips),
         "seconds": time.time() - started,

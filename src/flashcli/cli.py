@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -125,7 +126,8 @@ def _versions() -> dict[str, str]:
 @handles_errors
 def learn(
     clips: Annotated[
-        list[Path], typer.Argument(help="A folder of clips, or several video files / frame folders.")
+        list[Path],
+        typer.Argument(metavar="CLIPS", help="A folder of clips, or several video files / frame folders."),
     ],
     action: Annotated[str, typer.Option("--action", "-a", help="Name of the action to create.")],
     base: Annotated[str | None, typer.Option(help="Base model: 'tiny' (embedded) or a folder.")] = None,
@@ -143,8 +145,10 @@ def learn(
     preview_photo: Annotated[
         Path | None, typer.Option(help="Photo for the preview GIF (default: a held-out FigureWorld figure).")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same action.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace the action if it exists.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run of the same action.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the action if it exists.")] = False,
     library: LibraryOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -153,7 +157,7 @@ def learn(
     from flashcli.library import Library, check_action_name
     from flashcli.preflight import run_preflight
     from flashcli.terminal import print_json, say
-    from flashcli.video import discover_clips, probe_clip
+    from flashcli.video import check_writable_folder, discover_clips, probe_clip
 
     check_action_name(action)
     flags = {
@@ -174,6 +178,7 @@ def learn(
             f"Action '{action}' already exists in '{lib.root}'; "
             "pass --force to replace it or choose another name."
         )
+    check_writable_folder(lib.root, "Library")
     clip_paths = discover_clips(clips)
     for path in clip_paths:
         probe_clip(path)  # a broken clip fails in a second, not after the base has loaded
@@ -190,9 +195,8 @@ def learn(
 
     checkpoints = lib.checkpoint_dir(action)
     fingerprint = _run_fingerprint(report, settings, spec)
-    _check_resume(checkpoints, fingerprint, resume)
-
-    with lib.writing(action, force=force) as staging:
+    with lib.writing(action, force=force) as staging:  # holds the action's lock: checkpoints are ours
+        _check_resume(checkpoints, fingerprint, resume)
         checkpoints.mkdir(parents=True, exist_ok=True)
         (checkpoints / "run.json").write_text(fingerprint)
         result = _train(spec, report, settings, config.prompt, checkpoints, resume)
@@ -209,9 +213,7 @@ def learn(
             preview_still,
         )
         target = staging.commit(force=force)
-    import shutil
-
-    shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)
 
     summary = {
         "action": action,
@@ -280,8 +282,6 @@ def _check_resume(checkpoints: Path, fingerprint: str, resume: bool) -> None:
     from flashcli.core.trainer import CHECKPOINT_NAME
 
     if not resume:
-        import shutil
-
         shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up an old one
         return
     run_file = checkpoints / "run.json"
@@ -429,14 +429,10 @@ def _parse_action(text: str, lib: Any) -> _ActionRef:
 
 
 def _plan_outputs(
-    photos: list[Path],
-    labels: list[str],
-    output: Path | None,
-    out_dir: Path | None,
-    fmt: str | None,
-) -> tuple[list[Path], str]:
-    """Where each photo's video goes, and in which format; clashes are the user's to resolve."""
-    from flashcli.video import OUTPUT_FORMATS
+    photos: list[Path], labels: list[str], output: Path | None, out_dir: Path | None, fmt: str
+) -> list[Path]:
+    """Where each photo's video goes; clashes and unwritable folders are the user's to resolve."""
+    from flashcli.video import check_writable_folder
 
     if output is not None and out_dir is not None:
         raise UserError("Pass either -o/--output (one photo) or --out-dir (any number of photos), not both.")
@@ -445,20 +441,14 @@ def _plan_outputs(
             f"-o/--output names one file but {len(photos)} photos were given; use --out-dir DIR instead."
         )
     if output is not None:
-        suffix = output.suffix.lower().lstrip(".")
-        if suffix not in OUTPUT_FORMATS:
-            raise UserError(f"Output '{output}' must end in one of .{', .'.join(OUTPUT_FORMATS)}.")
-        if fmt is not None and fmt != suffix:
-            raise UserError(f"Output '{output}' is .{suffix} but --format is {fmt}; make them agree.")
         if output.is_dir():
             raise UserError(f"Output '{output}' is a folder; use --out-dir for folders.")
-        return [output], suffix
-    fmt = fmt or "mp4"
-    if fmt not in OUTPUT_FORMATS:
-        raise UserError(f"--format {fmt} is not supported; use one of {', '.join(OUTPUT_FORMATS)}.")
+        check_writable_folder(output.parent, "Output folder")
+        return [output]
     folder = out_dir if out_dir is not None else Path.cwd()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out-dir '{folder}' is a file; pass a folder.")
+    check_writable_folder(folder, "Output folder")
     suffix = "+".join(labels)
     outputs = [folder / f"{photo.stem}_{suffix}.{fmt}" for photo in photos]
     seen: dict[Path, Path] = {}
@@ -469,13 +459,29 @@ def _plan_outputs(
                 "rename one or animate them separately."
             )
         seen[out] = photo
-    return outputs, fmt
+    return outputs
+
+
+def _requested_format(output: Path | None, output_format: str | None) -> str | None:
+    """The format the user asked for: -o's suffix or --format (they must agree); None = preset's."""
+    from flashcli.video import OUTPUT_FORMATS
+
+    if output is None:
+        return output_format
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix not in OUTPUT_FORMATS:
+        raise UserError(f"Output '{output}' must end in one of .{', .'.join(OUTPUT_FORMATS)}.")
+    if output_format is not None and output_format != suffix:
+        raise UserError(f"Output '{output}' is .{suffix} but --format is {output_format}; make them agree.")
+    return suffix
 
 
 @app.command()
 @handles_errors
 def animate(
-    photos: Annotated[list[Path], typer.Argument(help="Photos to animate (frame 0 of each video).")],
+    photos: Annotated[
+        list[Path], typer.Argument(metavar="PHOTO", help="Photos to animate (frame 0 of each video).")
+    ],
     action: Annotated[
         list[str],
         typer.Option(
@@ -516,7 +522,6 @@ def animate(
     lib = Library.open(library)
     refs = [_parse_action(text, lib) for text in action]
     images = [read_image(photo) for photo in photos]  # every photo checked before any work
-    outputs, fmt = _plan_outputs(photos, [ref.label for ref in refs], output, out_dir, output_format)
     manifests = [ref.manifest for ref in refs if ref.manifest is not None]
     first = manifests[0] if manifests else None
     flags = {
@@ -526,10 +531,12 @@ def animate(
         "fps": fps,
         "seed": seed,
         "crop": crop,
-        "format": fmt,
+        "format": _requested_format(output, output_format),
         "device": device,
     }
     preset_name, config = resolve_animate(preset, flags, first.animate_defaults if first else None)
+    fmt = config.format
+    outputs = _plan_outputs(photos, [ref.label for ref in refs], output, out_dir, fmt)
     base_source = base or (first.base_source if first else "tiny")
     sources = {m.base_hash: m.name for m in manifests}
     if len(sources) > 1:
@@ -673,7 +680,10 @@ def _write_output(
 def inspect(
     target: Annotated[
         str | None,
-        typer.Argument(help="An action name, or an adapter .safetensors file; none = the library."),
+        typer.Argument(
+            metavar="NAME|FILE.safetensors",
+            help="An action name, or an adapter .safetensors file; none = the library.",
+        ),
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the loss curves to this PNG.")] = None,
     contact_sheet: Annotated[
@@ -888,7 +898,7 @@ def remove(
 def rename(
     old: Annotated[str, typer.Argument(help="Current action name.")],
     new: Annotated[str, typer.Argument(help="New action name.")],
-    force: Annotated[bool, typer.Option(help="Replace an existing action called NEW.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing action called NEW.")] = False,
     library: LibraryOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -933,7 +943,7 @@ def import_action(
     name: Annotated[
         str | None, typer.Option("--as", help="Name to give the action (default: its own).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing action of that name.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing action of that name.")] = False,
     library: LibraryOption = None,
     json_output: JsonOption = False,
 ) -> None:

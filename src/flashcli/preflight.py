@@ -68,7 +68,7 @@ def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> Prepared
     indices = sample_indices(clip.frame_count, frames)
     fitted = fit_frames(clip.frames[indices], size, crop)
     record = ClipRecord(
-        path=str(path),
+        path=str(path.resolve()),
         sha256=file_hash(path),
         frames_total=clip.frame_count,
         fps=round(clip.fps, 3),

@@ -282,6 +282,19 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Refuse early, before any work, when `folder` (or the ancestor that would create it) is read-only."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} '{folder}' is inside a file ('{existing}'); choose a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{what} '{folder}' is not writable ('{existing}' is read-only); choose another folder."
+        )
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -139,11 +139,11 @@ def library_copy(workspace: Workspace, tmp_path: Path) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` with its bytes: to prove a failed command changed nothing."""
+    """Every file under `folder` (lock files aside) with its bytes: proof a failed command changed nothing."""
     if not folder.exists():
         return {}
     return {
         str(path.relative_to(folder)): path.read_bytes()
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and ".locks" not in path.parts
     }

@@ -238,3 +238,20 @@ def test_an_internal_failure_exits_1_without_traceback_or_output(
     assert "internal error" in result.stderr and "simulated failure" in result.stderr
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_output_of_real_processes_is_one_document(workspace: Workspace, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    library = ["--library", str(workspace.library)]
+    listing = run_cli("inspect", *library, "--json")
+    assert listing.returncode == 0 and json.loads(listing.stdout)["actions"][0]["action"] == "slide"
+    details = run_cli("inspect", "slide", *library, "--json")
+    assert json.loads(details.stdout)["manifest"]["name"] == "slide"
+    result = run_cli(
+        "animate", str(workspace.photo), "--action", "slide", *library, "--out-dir", str(tmp_path), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # fails if anything else was printed on stdout
+    assert Path(document["outputs"][0]["video"]).is_file()
+    assert "animate photo.png" in result.stderr  # progress went to stderr

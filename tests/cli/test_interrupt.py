@@ -58,25 +58,11 @@ def test_killed_learn_leaves_no_action(
         assert not list(library.glob(".staging-*"))
     else:  # SIGKILL cannot be caught: the leftover is swept by the next writer
         assert list(library.glob(".staging-*"))
-        result = runner.invoke(
-            app,
-            [
-                "learn",
-                str(workspace.clips),
-                "--action",
-                "victim",
-                "--base",
-                str(workspace.base),
-                "--preset",
-                str(workspace.preset),
-                "--library",
-                str(library),
-                "--device",
-                "cpu",
-                "--steps",
-                "1",
-            ],
-        )
+        learn = ["learn", str(workspace.clips), "--action", "victim", "--base", str(workspace.base)]
+        learn += ["--preset", str(workspace.preset), "--library", str(library), "--device", "cpu"]
+        mismatch = runner.invoke(app, [*learn, "--steps", "1", "--resume"])  # not the killed run's settings
+        assert mismatch.exit_code == 2 and "other clips, settings or base" in mismatch.stderr
+        result = runner.invoke(app, [*learn, "--steps", "1"])
         assert result.exit_code == 0, result.output
         assert Library(library).names() == ["victim"]
         assert not list(library.glob(".staging-*"))

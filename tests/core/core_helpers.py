@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,42 @@ def fixed_denoising_error(spec, clip: np.ndarray, adapters: list) -> float:
     with torch.no_grad(), adapters_attached(spec, adapters):
         velocity = spec.denoise(noisy, flow.sigma_to_timestep(sigma), spec.encode_text(None))
     return torch.nn.functional.mse_loss(velocity[:, :, 1:], (noise - x0)[:, :, 1:]).item()
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "</s>", "<unk>", "a", "person", "is", "welding", "waving", "dancing"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
+
+
+def make_diffusers_wan_folder(folder: Path, seed: int = 5) -> Path:
+    """A Wan 2.2-style diffusers folder (model_index.json, UMT5 text encoder) with tiny random weights."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    transformer, vae, _ = build_tiny_components(seed=seed)
+    encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=16,
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+        )
+    )
+    transformer.save_pretrained(folder / "transformer")
+    vae.save_pretrained(folder / "vae")
+    encoder.save_pretrained(folder / "text_encoder")
+    _tiny_tokenizer().save_pretrained(folder / "tokenizer")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"flow_shift": 5.0}))
+    index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder

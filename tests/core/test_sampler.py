@@ -39,7 +39,16 @@ def test_shifted_sigmas_run_from_one_to_zero_and_favour_noise() -> None:
 
 def test_frame_zero_of_the_animation_is_the_photo(tiny_spec) -> None:
     photo = moving_square_clip(3)[0]
-    video = animate_photo(tiny_spec, photo, [], SampleSettings(steps=3, seed=1), frames=TINY_FRAMES)
+    reports: list[tuple[int, int]] = []
+    video = animate_photo(
+        tiny_spec,
+        photo,
+        [],
+        SampleSettings(steps=3, seed=1),
+        frames=TINY_FRAMES,
+        progress=lambda *r: reports.append(r),
+    )
+    assert reports == [(1, 4), (2, 4), (3, 4), (4, 4)]  # three denoising steps, then decoding
     assert video.shape == (TINY_FRAMES, 32, 32, 3) and video.dtype == np.uint8
     assert np.array_equal(video[0], photo)
     assert not np.array_equal(video[1], photo)
@@ -85,3 +94,20 @@ def test_wrong_sizes_are_refused(tiny_spec) -> None:
         animate_photo(tiny_spec, moving_square_clip(0)[0], [], SampleSettings(steps=1), frames=8)
     with pytest.raises(ValueError, match="multiples of 16"):
         animate_photo(tiny_spec, np.zeros((24, 24, 3), np.uint8), [], SampleSettings(steps=1), frames=9)
+
+
+def test_text_bases_use_the_prompt_and_guidance(tmp_path) -> None:
+    from core_helpers import make_diffusers_wan_folder
+
+    from flashcli.core.specs import load_base
+
+    spec = load_base(make_diffusers_wan_folder(tmp_path / "wan-text"), device="cpu")
+    photo = moving_square_clip(2)[0]
+
+    def animate(**settings: object) -> np.ndarray:
+        return animate_photo(spec, photo, [], SampleSettings(steps=2, **settings), frames=TINY_FRAMES)
+
+    welding = animate(prompt="a person is welding", guidance=4.0)
+    assert np.array_equal(welding[0], photo)
+    assert not np.array_equal(welding, animate(prompt="a person is waving", guidance=4.0))
+    assert not np.array_equal(welding, animate(prompt="a person is welding", guidance=1.0))

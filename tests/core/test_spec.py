@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import TINY_FRAMES, TINY_SIZE, build_tiny_components, moving_square_clip
+from core_helpers import (
+    TINY_FRAMES,
+    TINY_SIZE,
+    build_tiny_components,
+    make_diffusers_wan_folder,
+    moving_square_clip,
+)
 
 from flashcli.core.pixels import video_to_tensor
 from flashcli.core.specs import load_base, save_base
@@ -86,43 +91,8 @@ def test_missing_bases_fail_with_a_clear_message(tmp_path: Path, monkeypatch: py
         load_base(tmp_path / "empty", device="cpu")
 
 
-def _tiny_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "</s>", "<unk>", "a", "person", "is", "welding", "waving", "dancing"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
-    )
-
-
 def test_a_diffusers_wan_folder_loads_with_its_text_encoder(tmp_path: Path) -> None:
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    transformer, vae, _ = build_tiny_components(seed=5)
-    encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=16,
-            d_model=16,
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            relative_attention_num_buckets=8,
-        )
-    )
-    folder = tmp_path / "Wan2.2-tiny-Diffusers"
-    transformer.save_pretrained(folder / "transformer")
-    vae.save_pretrained(folder / "vae")
-    encoder.save_pretrained(folder / "text_encoder")
-    _tiny_tokenizer().save_pretrained(folder / "tokenizer")
-    (folder / "scheduler").mkdir()
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"flow_shift": 5.0}))
-    index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}
-    (folder / "model_index.json").write_text(json.dumps(index))
-
+    folder = make_diffusers_wan_folder(tmp_path / "Wan2.2-tiny-Diffusers")
     spec = load_base(folder, device="cpu")
     assert spec.has_text and spec.flow_shift == 5.0 and spec.base_id == "Wan2.2-tiny-Diffusers"
     welding = spec.encode_text("a person is welding")

@@ -37,8 +37,11 @@ def test_training_lowers_the_denoising_error_on_its_clip(tiny_spec) -> None:
     assert after < 0.9 * before
     totals = [losses["total"] for losses in result.losses]
     assert sum(totals[-10:]) < sum(totals[:10])
-    assert [p.step for p in seen] == list(range(1, 41)) and seen[-1].eta_seconds == 0
-    assert seen[0].seconds_per_step > 0 and seen[0].total == 40
+    encoding = [p for p in seen if p.phase == "encode"]
+    training = [p for p in seen if p.phase == "train"]
+    assert [(p.step, p.total) for p in encoding] == [(1, 1)]  # one clip, no augmented copies (variant none)
+    assert [p.step for p in training] == list(range(1, 41)) and training[-1].eta_seconds == 0
+    assert training[0].seconds_per_step > 0 and training[0].total == 40 and "total" in training[0].losses
     # Training leaves the base as it found it.
     assert fixed_denoising_error(tiny_spec, clip, []) == before
 
@@ -63,7 +66,7 @@ def test_resume_gives_bit_identical_weights(tiny_spec, tmp_path: Path) -> None:
     uninterrupted = train_adapter(tiny_spec, clips, settings)
 
     def stop_after_three(progress: TrainProgress) -> None:
-        if progress.step == 3:
+        if progress.phase == "train" and progress.step == 3:
             raise _Stop
 
     with pytest.raises(_Stop):
@@ -131,3 +134,31 @@ def test_each_ablation_switch_changes_which_hooks_fire(
     assert fired["motion_record"] == fired["motion_inject"] == 2 * len(motion_blocks)
     assert fired["corr_record"] == fired["corr_inject"] == 2 * len(correspondence_blocks)
     assert (motion_blocks, correspondence_blocks) in recorded
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_spec) -> None:
+    clips = [moving_square_clip(0)]
+    plain = train_adapter(tiny_spec, clips, _settings("full", steps=2, learning_rate=5e-3))
+    checkpointed = train_adapter(
+        tiny_spec, clips, _settings("full", steps=2, learning_rate=5e-3, gradient_checkpointing=True)
+    )
+    for key, value in plain.adapter.items():
+        assert torch.allclose(checkpointed.adapter[key], value, atol=1e-6), key
+    assert not tiny_spec.transformer.gradient_checkpointing
+
+
+def test_bf16_autocast_trains_on_cpu(tiny_spec) -> None:
+    result = train_adapter(
+        tiny_spec, [moving_square_clip(0)], _settings("augment", steps=2, precision="bf16")
+    )
+    assert all(torch.isfinite(torch.tensor(list(losses.values()))).all() for losses in result.losses)
+    assert all(value.dtype == torch.float32 for value in result.adapter.values())
+
+
+def test_encoding_of_clips_and_copies_is_reported_before_training(tiny_spec) -> None:
+    seen: list[TrainProgress] = []
+    clips = [moving_square_clip(0), moving_square_clip(1)]
+    train_adapter(tiny_spec, clips, _settings("augment", steps=1, augment_copies=2), progress=seen.append)
+    encoding = [(p.step, p.total) for p in seen if p.phase == "encode"]
+    assert encoding[-1] == (6, 6)  # 2 clips + 2 copies each, encoded once
+    assert [p.phase for p in seen][-1] == "train" and len(seen) == len(encoding) + 1

@@ -46,3 +46,14 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 def sigma_to_timestep(sigma: torch.Tensor) -> torch.Tensor:
     return sigma * NUM_TRAIN_TIMESTEPS
+
+
+def noisy_with_clean_first_frame(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Noisy latents (B, z, T, h, w) whose latent frame 0 stays the clean photo latent (Wan 2.2 TI2V)."""
+    noisy = add_noise(x0, noise, sigma)
+    return torch.cat([x0[:, :, :1], noisy[:, :, 1:]], dim=2)
+
+
+def flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Velocity MSE on the generated frames only: frame 0 is the given photo, nothing to learn there."""
+    return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())

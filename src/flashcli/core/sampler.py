@@ -63,7 +63,11 @@ def animate_photo(
     frames: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Animate `photo` (uint8 (H, W, 3)) with the given adapters; uint8 (frames, H, W, 3), frame 0 == photo."""
+    """Animate `photo` (uint8 (H, W, 3)) with the adapters; returns uint8 (frames, H, W, 3), frame 0 == photo.
+
+    adapters: (tensors, metadata, strength) each, strength 0..2. progress(done, total) counts the
+    denoising steps plus one final unit for decoding (which is slow on CPU).
+    """
     reference = photo_to_tensor(photo).unsqueeze(0)
     height, width = photo.shape[:2]
     spec.check_video_shape(frames, height, width)
@@ -94,13 +98,15 @@ def animate_photo(
 
     def report(step: int, total: int, _: torch.Tensor) -> None:
         if progress is not None:
-            progress(step, total)
+            progress(step, total + 1)
 
     shift = settings.shift if settings.shift is not None else spec.flow_shift
     with torch.no_grad(), adapters_attached(spec, adapters):
         final = sample(velocity, latents, sampling_sigmas(settings.steps, shift), callback=report)
     final[:, :, :1] = condition
     video = spec.decode(final, reference_photo=reference, use_ded=settings.use_ded)
+    if progress is not None:
+        progress(settings.steps + 1, settings.steps + 1)
     result = tensor_to_video(video[0])
     result[0] = photo  # exact by construction already; this states the contract
     return result

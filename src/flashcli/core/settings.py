@@ -40,6 +40,8 @@ class AlignSettings(BaseModel):
         default=None, description="denoiser blocks; None = the base's default"
     )
     correspondence_blocks: list[int] | None = None
+    # Attention rows recorded per block for Correspondence Align (None = all tokens: tokens^2 memory).
+    max_correspondence_tokens: int | None = Field(default=512, ge=1)
     aligned_loss_weight: float = Field(default=1.0, ge=0)
     augmented_loss_weight: float = Field(default=1.0, ge=0)
     # A third forward on x without injection; off by default so alignment costs ~one extra pass.

@@ -18,16 +18,23 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from flashcli.core.adapter import adapter_metadata, adapter_tensors, attach_new_lora, lora_parameters
 from flashcli.core.devices import autocast_dtype
-from flashcli.core.flow import add_noise, sigma_to_timestep, training_sigmas, velocity_target
+from flashcli.core.flow import (
+    flow_loss,
+    noisy_with_clean_first_frame,
+    sigma_to_timestep,
+    training_sigmas,
+    velocity_target,
+)
 from flashcli.core.pixels import video_to_tensor
 from flashcli.core.settings import TrainSettings
 
@@ -37,18 +44,23 @@ if TYPE_CHECKING:
 TRAIN_ADAPTER_NAME = "flash_train"
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-# Query rows of attention recorded for Correspondence Align; full maps cost tokens^2 per block.
-MAX_CORRESPONDENCE_TOKENS = 512
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainProgress:
+    """One report to the progress callback.
+
+    phase "encode": the clips and their augmented copies go through the VAE once (step = videos
+    encoded so far, losses empty, learning_rate 0); phase "train": one report per optimiser step.
+    """
+
     step: int
     total: int
     losses: dict[str, float]
     seconds_per_step: float
     eta_seconds: float
     learning_rate: float
+    phase: str = "train"
 
 
 @dataclasses.dataclass
@@ -91,7 +103,7 @@ def train_adapter(
         raise ValueError("resume needs a checkpoint_dir")
     checkpoint = _read_checkpoint(checkpoint_dir, spec, settings) if resume else None
 
-    data = _prepare_data(spec, clips, masks, settings, prompt)
+    data = _prepare_data(spec, clips, masks, settings, prompt, progress)
     alignment = None
     # LoRA's initial weights come from the global RNG: seed it locally so a seed fixes the whole run.
     with torch.random.fork_rng(devices=[]):
@@ -224,12 +236,12 @@ def _micro_batch_losses(
     sigma, timesteps = sigma.to(device), sigma_to_timestep(sigma).to(device)
 
     x0 = data.latents[clip_index]
-    noisy = _noisy_with_clean_first_frame(x0, noise, sigma)
+    noisy = noisy_with_clean_first_frame(x0, noise, sigma)
     target = velocity_target(x0, noise)
     if data.augmented is not None:
         copy_index = torch.randint(data.augmented.shape[1], (batch,), generator=generator)
         x0_aug = data.augmented[clip_index, copy_index]
-        noisy_aug = _noisy_with_clean_first_frame(x0_aug, noise, sigma)
+        noisy_aug = noisy_with_clean_first_frame(x0_aug, noise, sigma)
         target_aug = velocity_target(x0_aug, noise)
 
     cast = autocast_dtype(device, settings.precision)
@@ -241,35 +253,30 @@ def _micro_batch_losses(
 
     terms: dict[str, torch.Tensor] = {}
     if not align.strong_augment:
-        terms["x"] = _flow_loss(forward(noisy), target)
+        terms["x"] = flow_loss(forward(noisy), target)
         terms["total"] = terms["x"]
         return terms
     if not align.injects:
-        terms["x"] = _flow_loss(forward(noisy), target)
-        terms["x_aug"] = _flow_loss(forward(noisy_aug), target_aug)
+        terms["x"] = flow_loss(forward(noisy), target)
+        terms["x_aug"] = flow_loss(forward(noisy_aug), target_aug)
         terms["total"] = terms["x"] + align.augmented_loss_weight * terms["x_aug"]
         return terms
 
     with alignment.record(motion=align.motion_align, correspondence=align.correspondence_align):
-        terms["x_aug"] = _flow_loss(forward(noisy_aug), target_aug)
+        terms["x_aug"] = flow_loss(forward(noisy_aug), target_aug)
     with alignment.inject(motion=align.motion_align, correspondence=align.correspondence_align):
-        terms["x_aligned"] = _flow_loss(forward(noisy), target)
+        terms["x_aligned"] = flow_loss(forward(noisy), target)
     total = align.aligned_loss_weight * terms["x_aligned"] + align.augmented_loss_weight * terms["x_aug"]
     if align.plain_loss_weight > 0:
-        terms["x"] = _flow_loss(forward(noisy), target)
+        terms["x"] = flow_loss(forward(noisy), target)
         total = total + align.plain_loss_weight * terms["x"]
     terms["total"] = total
     return terms
 
 
-def _noisy_with_clean_first_frame(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    noisy = add_noise(x0, noise, sigma)
-    return torch.cat([x0[:, :, :1], noisy[:, :, 1:]], dim=2)
-
-
-def _flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE on the generated frames only: frame 0 is the given photo, nothing to learn there."""
-    return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())
+# Kept under their old private names too: scripts/tiny_pretrain imports them from here.
+_noisy_with_clean_first_frame = noisy_with_clean_first_frame
+_flow_loss = flow_loss
 
 
 def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
@@ -314,28 +321,61 @@ def _prepare_data(
     masks: list[np.ndarray] | None,
     settings: TrainSettings,
     prompt: str | None,
+    progress: Callable[[TrainProgress], None] | None,
 ) -> _Data:
     """Encode clips (and their augmented copies) once: the VAE is frozen, so the loop never needs it."""
-    videos = [video_to_tensor(clip).unsqueeze(0) for clip in clips]
-    latents = torch.cat([spec.encode_video(video) for video in videos])
-    augmented = None
-    if settings.align.strong_augment:
-        from flashcli.core.augment import strong_augment
+    copies_per_clip = settings.augment_copies if settings.align.strong_augment else 0
+    total = len(clips) * (1 + copies_per_clip)
+    # On CPU, batches of 2+ take PyTorch's oneDNN conv3d path, about twice as fast per video as
+    # batch 1; on CUDA one video at a time keeps memory bounded at real sizes.
+    chunk = 4 if spec.device.type == "cpu" else 1
+    started = time.perf_counter()
+    encoded: list[torch.Tensor] = []
+    pending: list[torch.Tensor] = []
 
-        # Its own generator, so the loop's random stream does not depend on how augmentation draws.
-        generator = torch.Generator(device="cpu").manual_seed(settings.seed + 1_000_003)
-        copies = []
-        for index, video in enumerate(videos):
-            mask = None
-            if masks is not None:
-                mask = torch.from_numpy(np.ascontiguousarray(masks[index])).float()[None, None]
-            per_clip = [
-                spec.encode_video(strong_augment(video, generator, mask))
-                for _ in range(settings.augment_copies)
-            ]
-            copies.append(torch.stack(per_clip, dim=1))  # (1, K, z, T, h, w)
-        augmented = torch.cat(copies)
+    def flush() -> None:
+        encoded.append(spec.encode_video(torch.cat(pending)))
+        pending.clear()
+        done = sum(len(batch) for batch in encoded)
+        if progress is not None:
+            per_video = (time.perf_counter() - started) / done
+            progress(
+                TrainProgress(done, total, {}, per_video, per_video * (total - done), 0.0, phase="encode")
+            )
+
+    for video in _videos_to_encode(clips, masks, settings, copies_per_clip):
+        pending.append(video)
+        if len(pending) == chunk:
+            flush()
+    if pending:
+        flush()
+    everything = torch.cat(encoded)
+    latents = everything[: len(clips)]
+    augmented = None
+    if copies_per_clip:
+        augmented = rearrange(everything[len(clips) :], "(n k) z t h w -> n k z t h w", k=copies_per_clip)
     return _Data(latents=latents, augmented=augmented, text=spec.encode_text(prompt))
+
+
+def _videos_to_encode(
+    clips: list[np.ndarray], masks: list[np.ndarray] | None, settings: TrainSettings, copies_per_clip: int
+) -> Iterator[torch.Tensor]:
+    """The clips, then `copies_per_clip` strongly augmented copies of each clip, as (1, 3, F, H, W)."""
+    for clip in clips:
+        yield video_to_tensor(clip).unsqueeze(0)
+    if not copies_per_clip:
+        return
+    from flashcli.core.augment import strong_augment
+
+    # Its own generator, so the loop's random stream does not depend on how augmentation draws.
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed + 1_000_003)
+    for index, clip in enumerate(clips):
+        video = video_to_tensor(clip).unsqueeze(0)
+        mask = None
+        if masks is not None:
+            mask = torch.from_numpy(np.ascontiguousarray(masks[index])).float()[None, None]
+        for _ in range(copies_per_clip):
+            yield strong_augment(video, generator, mask)
 
 
 def _make_alignment(spec: WanSpec, settings: TrainSettings, frames_latent: int) -> Any:
@@ -353,7 +393,7 @@ def _make_alignment(spec: WanSpec, settings: TrainSettings, frames_latent: int) 
         motion_blocks=motion_blocks if align.motion_align else [],
         correspondence_blocks=correspondence_blocks if align.correspondence_align else [],
         frames_latent=frames_latent,
-        max_correspondence_tokens=MAX_CORRESPONDENCE_TOKENS,
+        max_correspondence_tokens=align.max_correspondence_tokens,
     )
 
 

@@ -112,12 +112,14 @@ def tool_parts(
         end = grip + axis * 0.05
         capsules.append((grip - axis * 0.04, end, 0.016, RED))
         capsules.append((end, end + axis * 0.09, 0.0055, METAL))
+        # a dark groove along the handle that slides across it as the handle turns
+        across = fist - axis * float(np.dot(fist, axis))
+        across /= max(float(np.linalg.norm(across)), 1e-9)
+        groove = across * 0.011 * np.sin(props.twist)
+        capsules.append((grip - axis * 0.03 + groove, end - axis * 0.005 + groove, 0.004, DARK))
     elif tool == "saw":
         capsules.append((grip - axis * 0.03, grip + axis * 0.04, 0.016, WOOD))
         capsules.append((grip + axis * 0.05, grip + axis * 0.27, 0.03, METAL))
-    elif tool == "brush":
-        capsules.append((grip - axis * 0.03, grip + axis * 0.1, 0.009, WOOD))
-        capsules.append((grip + axis * 0.1, grip + axis * 0.14, 0.016, DARK))
     elif tool == "cup":
         mug = Paint((236.0, 232.0, 220.0), shading=0.3)
         capsules.append((grip - np.array([0.0, 0.03, 0.0]), grip + np.array([0.0, 0.03, 0.0]), 0.026, mug))
@@ -289,7 +291,7 @@ def bench_parts(
 
     def draw() -> None:
         if layer is not None:
-            canvas.stamp(layer, SCENE_OCCLUDER, figure=False)
+            canvas.stamp(layer, SCENE_OCCLUDER)
         tip = tool_tip(kin, pose, props) if props.workpiece == "plate_seam" else None
         if tip is not None:
             # the fresh weld bead runs from where welding started to under the torch tip

@@ -55,7 +55,7 @@ class Layer:
 
 
 class Canvas:
-    """A frame being drawn: colour, figure coverage (for the mask) and which part owns each pixel."""
+    """A frame being drawn: colour and which part owns each pixel (for the mask and visibility)."""
 
     def __init__(self, background: np.ndarray, layer: bool = False) -> None:
         """layer=True starts a transparent layer: coverage then accumulates as alpha ('over')."""
@@ -82,19 +82,22 @@ class Canvas:
     def composite(
         self, box: Box, alpha: np.ndarray, colour: np.ndarray, owner: int, figure: bool = True
     ) -> None:
-        """Blend colour over the canvas with per-pixel alpha; record figure coverage and ownership."""
+        """Blend colour over the canvas with per-pixel alpha and record which part owns each pixel.
+
+        The figure mask is read from ownership (pixels whose top part is a figure part), so only a
+        layer keeps a coverage (alpha) channel. `figure` says whether the shape belongs to the
+        figure; scene props pass figure=False with a negative owner id.
+        """
         region = self.rgb[box.y0 : box.y1, box.x0 : box.x1]
         change = colour - region
         change *= alpha[..., None]
         region += change
-        coverage = self.coverage[box.y0 : box.y1, box.x0 : box.x1]
         if self.layer:
+            coverage = self.coverage[box.y0 : box.y1, box.x0 : box.x1]
             coverage *= 1.0 - alpha
             coverage += alpha
-        elif figure:
-            np.maximum(coverage, alpha, out=coverage)
-        else:
-            coverage *= 1.0 - alpha
+        if figure and owner < 0:
+            raise ValueError("figure parts need a non-negative owner id")
         np.copyto(self.owner[box.y0 : box.y1, box.x0 : box.x1], owner, where=alpha > 0.5, casting="unsafe")
 
     def freeze_layer(self) -> Layer | None:
@@ -109,24 +112,24 @@ class Canvas:
         alpha = self.coverage[y0:y1, x0:x1].copy()
         return Layer(y0, y1, x0, x1, alpha, self.rgb[y0:y1, x0:x1].copy(), alpha > 0.5)
 
-    def stamp(self, layer: Layer, owner: int, figure: bool) -> None:
+    def stamp(self, layer: Layer, owner: int) -> None:
         """Composite a frozen layer (premultiplied colour) over this canvas."""
         region = self.rgb[layer.y0 : layer.y1, layer.x0 : layer.x1]
         region *= (1.0 - layer.alpha)[..., None]
         region += layer.premultiplied
-        coverage = self.coverage[layer.y0 : layer.y1, layer.x0 : layer.x1]
-        if figure:
-            np.maximum(coverage, layer.alpha, out=coverage)
-        else:
-            coverage *= 1.0 - layer.alpha
         np.copyto(
             self.owner[layer.y0 : layer.y1, layer.x0 : layer.x1], owner, where=layer.solid, casting="unsafe"
         )
 
+    def figure_mask(self) -> np.ndarray:
+        """bool (H, W): pixels whose topmost part (drawn at least half opaque) is the figure's."""
+        return self.owner >= 0
+
     def reset(self, background: np.ndarray) -> None:
         """Start a new frame on the same buffers (saves allocating them per frame)."""
         np.copyto(self.rgb, background)
-        self.coverage.fill(0.0)
+        if self.layer:
+            self.coverage.fill(0.0)
         self.owner.fill(NO_OWNER)
 
     def to_uint8(self) -> np.ndarray:
@@ -205,14 +208,21 @@ def capsule_box(canvas: Canvas, a: np.ndarray, b: np.ndarray, radius: float) -> 
     )
 
 
-def paint_colour(paint: Paint, field: SegmentField, across: np.ndarray, light: float) -> np.ndarray:
-    """Per-pixel colour (h, w, 3) of a painted part given bone-local coordinates."""
-    # 1 - shading * across^2 + light * across, in three array operations; across stays within about
-    # +-1.2 wherever the part has coverage, so no clamping is needed
+def paint_colour(
+    paint: Paint, field: SegmentField, across: np.ndarray, light: float, across_pixels: float
+) -> np.ndarray:
+    """Per-pixel colour (h, w, 3) of a painted part given bone-local coordinates.
+
+    across runs -1..1 over the part's width; across_pixels is how many pixels one unit of it spans
+    (so checks come out square whatever the part's width).
+    """
+    # 1 - shading * across^2 + light * across; across stays within about +-1.2 wherever a part has
+    # coverage, so one floor on the result is all the clamping needed
     shade = across * np.float32(-paint.shading)
     shade += np.float32(0.12 * light)
     shade *= across
     shade += 1.0
+    np.maximum(shade, 0.4, out=shade)  # never darker than this, and never negative
     base = np.asarray(paint.base, dtype=np.float32)
     if paint.pattern == "solid":
         return shade[..., None] * base
@@ -223,7 +233,7 @@ def paint_colour(paint: Paint, field: SegmentField, across: np.ndarray, light: f
         mix = clip01(np.sin(along * omega) * 1.25 + 0.5)
     elif paint.pattern == "checks":
         # across is in radius units; scale it so squares are roughly square on a typical limb
-        mix = clip01(np.sin(along * omega) * np.sin(across * np.float32(2.2)) * 2.0 + 0.5)
+        mix = clip01(np.sin(along * omega) * np.sin(across * (across_pixels * omega)) * 2.0 + 0.5)
     elif paint.pattern == "noise":
         if paint.noise_tile is None:
             raise ValueError("the noise pattern needs a noise_tile")
@@ -254,7 +264,8 @@ def draw_capsule(
         return
     f = capsule_field(box, a, b, ra, rb)
     alpha = coverage_from_distance(f.distance)
-    canvas.composite(box, alpha, paint_colour(paint, f, f.across, f.light), owner, figure)
+    colour = paint_colour(paint, f, f.across, f.light, max(0.5 * (ra + rb), 0.5))
+    canvas.composite(box, alpha, colour, owner, figure)
 
 
 def draw_capsule_union(
@@ -274,7 +285,17 @@ def draw_capsule_union(
     for capsule in capsules[1:]:
         distance = np.minimum(distance, capsule_field(box, *capsule).distance)
     alpha = coverage_from_distance(distance)
-    canvas.composite(box, alpha, paint_colour(paint, main, main.across, main.light), owner)
+    # Shade across the whole union, not just the first capsule: rescale `across` so the union's
+    # widest reach from the first capsule's axis is +-1.
+    a0, b0, ra0, rb0 = capsules[0]
+    axis = np.asarray(b0 - a0, dtype=np.float64)
+    normal = np.array([axis[1], -axis[0]]) / max(float(np.hypot(axis[0], axis[1])), 1e-9)
+    reach = max(ra0, rb0)
+    for a, b, ra, rb in capsules[1:]:
+        for point, radius in ((a, ra), (b, rb)):
+            reach = max(reach, abs(float(np.dot(np.asarray(point) - a0, normal))) + radius)
+    across = main.across * (max(0.5 * (ra0 + rb0), 0.5) / reach)
+    canvas.composite(box, alpha, paint_colour(paint, main, across, main.light, reach), owner)
     return main
 
 
@@ -291,35 +312,6 @@ def ellipse_alpha(box: Box, centre: np.ndarray, rx: float, ry: float, angle: flo
     norm = np.sqrt((local_x / np.float32(rx)) ** 2 + (local_up / np.float32(ry)) ** 2)
     distance = (norm - 1.0) * np.float32(min(rx, ry))
     return coverage_from_distance(distance), local_x / np.float32(rx), local_up / np.float32(ry)
-
-
-def rect_alpha(box: Box, centre: np.ndarray, half_w: float, half_h: float, angle: float) -> np.ndarray:
-    """Coverage of a rectangle rotated by angle (radians, counter-clockwise on screen)."""
-    c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
-    dx = box.px - np.float32(centre[0])
-    dy = box.py - np.float32(centre[1])
-    local_x = dx * c - dy * s
-    local_y = dx * s + dy * c
-    distance = np.maximum(np.abs(local_x) - np.float32(half_w), np.abs(local_y) - np.float32(half_h))
-    return coverage_from_distance(distance)
-
-
-def draw_rect(
-    canvas: Canvas,
-    centre: np.ndarray,
-    half_w: float,
-    half_h: float,
-    angle: float,
-    colour: tuple[float, float, float],
-    owner: int,
-    figure: bool,
-) -> None:
-    reach = float(np.hypot(half_w, half_h))
-    box = canvas.box(centre[0] - reach, centre[1] - reach, centre[0] + reach, centre[1] + reach)
-    if box is None:
-        return
-    alpha = rect_alpha(box, centre, half_w, half_h, angle)
-    canvas.composite(box, alpha, np.asarray(colour, dtype=np.float32), owner, figure)
 
 
 def draw_disc(

@@ -135,7 +135,7 @@ def render_clip(
         canvas.write_uint8(video[i])
         joints[i] = pts
         visible[i] = joint_visibility(canvas, pts)
-        mask[i] = canvas.coverage > 0.5
+        mask[i] = canvas.figure_mask()
 
     meta: dict[str, object] = {
         "generator": "flashcli.figureworld",

@@ -76,7 +76,7 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
             raise FileNotFoundError(f"base folder {folder} has text_mode 'null' but no null_text.safetensors")
         null_text = load_file(null_path)["null_text"]
     elif meta["text_mode"] == "umt5":
-        text_encoder, tokenizer = _load_umt5(folder)
+        text_encoder, tokenizer = _load_umt5(folder, dtype)
     else:
         raise ValueError(
             f"{folder}/flash_base.json: text_mode must be 'null' or 'umt5', not {meta['text_mode']!r}"
@@ -111,7 +111,7 @@ def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtyp
             raise FileNotFoundError(f"diffusers folder {folder} has no {part}/ subfolder")
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
     vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
-    text_encoder, tokenizer = _load_umt5(folder)
+    text_encoder, tokenizer = _load_umt5(folder, dtype)
     meta: dict[str, Any] = {"base_id": folder.name, "text_mode": "umt5", "frames": 81, "size": 480, "fps": 16}
     scheduler_config = folder / "scheduler" / "scheduler_config.json"
     if scheduler_config.is_file():
@@ -134,14 +134,17 @@ def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtyp
     return spec
 
 
-def _load_umt5(folder: Path) -> tuple[Any, Any]:
+def _load_umt5(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
         raise FileNotFoundError(
             f"base folder {folder} uses a text encoder but lacks text_encoder/ or tokenizer/"
         )
-    text_encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", local_files_only=True)
+    # Same dtype as the denoiser: UMT5-XXL is ~11 GB in bf16, twice that in fp32.
+    text_encoder = UMT5EncoderModel.from_pretrained(
+        folder / "text_encoder", local_files_only=True, torch_dtype=dtype
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     return text_encoder, tokenizer
 

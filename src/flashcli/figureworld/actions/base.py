@@ -61,7 +61,7 @@ class Variation:
 class Props:
     """Per-frame state of what the figure holds or works on, read by the prop renderer."""
 
-    tool: str | None = None  # hammer | torch | screwdriver | saw | box | cup | phone | brush | crate | ball
+    tool: str | None = None  # hammer | torch | screwdriver | saw | box | cup | phone | rag | crate | ball
     tool_hand: str = "r"  # which hand holds a one-handed tool (after mirroring)
     tool_flex: float | None = None  # tool direction in the torso frame; None = across the fist
     tool_abduct: float | None = None

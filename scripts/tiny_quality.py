@@ -1,0 +1,201 @@
+"""Measure the shipped `tiny` base against the quality bar of issue 5 and draw the pictures in docs/.
+
+  --vae     (a) VAE PSNR on held-out FigureWorld clips (pretrain actions, seen looks: the bar) and,
+                for information, on unseen looks and held-out actions -> docs/tiny_vae_reconstruction.png
+  --sample  (b) animate photos of unseen figures with no adapter -> docs/tiny_sample_unseen.png
+  --learn   (c) learn a held-out action from 8 clips with the quick preset, animate an unseen figure
+                -> docs/tiny_learned_<action>.png
+
+Contact sheets have frames across and runs down. Numbers go to stdout as JSON.
+Example: python scripts/tiny_quality.py --vae --sample --learn --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from flashcli.figureworld import HELDOUT_ACTIONS, PRETRAIN_ACTIONS, render_clip
+
+# Seeds far from both pretraining streams (train from 0, held-out from 1,000,000).
+EVAL_SEED = 5_000_000
+SHEET_COLUMNS = 9
+
+
+def psnr(reference: np.ndarray, other: np.ndarray) -> float:
+    error = np.mean((reference.astype(np.float64) - other.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * math.log10(255.0**2 / error)
+
+
+def contact_sheet(rows: list[np.ndarray], path: Path, scale: int = 2) -> Path:
+    """Rows of uint8 (F, H, W, 3) videos -> one PNG, SHEET_COLUMNS evenly spaced frames per row."""
+    lines = []
+    for video in rows:
+        picks = np.linspace(0, len(video) - 1, min(SHEET_COLUMNS, len(video))).round().astype(int)
+        lines.append(np.concatenate([video[i] for i in picks], axis=1))
+    sheet = np.concatenate(lines, axis=0)
+    image = Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def reconstruct(spec: Any, clip: np.ndarray) -> np.ndarray:
+    from flashcli.core.pixels import tensor_to_video, video_to_tensor
+
+    video = video_to_tensor(clip).unsqueeze(0)
+    return tensor_to_video(spec.decode(spec.encode_video(video))[0])
+
+
+def measure_vae(spec: Any, docs: Path, clips_per_group: int) -> dict[str, Any]:
+    size, frames = spec.default_size, spec.default_frames
+    groups = {
+        "pretrain_actions_seen_looks": [(PRETRAIN_ACTIONS, "seen")],
+        "pretrain_actions_unseen_looks": [(PRETRAIN_ACTIONS, "unseen")],
+        "heldout_actions_unseen_looks": [(HELDOUT_ACTIONS, "unseen")],
+    }
+    results: dict[str, Any] = {}
+    sheet_rows: list[np.ndarray] = []
+    for name, [(actions, look)] in groups.items():
+        scores, first = [], []
+        for index in range(clips_per_group):
+            clip = render_clip(
+                actions[index % len(actions)], EVAL_SEED + index, size=size, frames=frames, appearance=look
+            ).frames
+            recon = reconstruct(spec, clip)
+            scores.append(psnr(clip, recon))
+            first.append(psnr(clip[0], recon[0]))
+            if index < 2:
+                sheet_rows += [clip, recon]
+        results[name] = {
+            "clips": clips_per_group,
+            "psnr_mean": round(float(np.mean(scores)), 2),
+            "psnr_min": round(float(np.min(scores)), 2),
+            "psnr_frame0_mean": round(float(np.mean(first)), 2),
+        }
+    results["picture"] = str(contact_sheet(sheet_rows, docs / "tiny_vae_reconstruction.png"))
+    return results
+
+
+def motion_energy(video: np.ndarray) -> float:
+    """Mean absolute difference of each frame from frame 0, in grey levels: how much moves."""
+    return float(np.abs(video[1:].astype(np.float32) - video[:1].astype(np.float32)).mean())
+
+
+def sample_unseen(spec: Any, docs: Path, photos: int, steps: int) -> dict[str, Any]:
+    from flashcli.core.sampler import animate_photo
+    from flashcli.core.settings import SampleSettings
+
+    size, frames = spec.default_size, spec.default_frames
+    rows, energies, seconds = [], [], []
+    actions = list(PRETRAIN_ACTIONS) + list(HELDOUT_ACTIONS)
+    for index in range(photos):
+        clip = render_clip(
+            actions[index % len(actions)],
+            EVAL_SEED + 100 + index,
+            size=size,
+            frames=frames,
+            appearance="unseen",
+        ).frames
+        tick = time.time()
+        video = animate_photo(spec, clip[0], [], SampleSettings(steps=steps, seed=index), frames=frames)
+        seconds.append(time.time() - tick)
+        energies.append(motion_energy(video))
+        rows.append(video)
+    return {
+        "photos": photos,
+        "steps": steps,
+        "motion_energy_mean": round(float(np.mean(energies)), 2),
+        "seconds_per_video_median": round(float(np.median(seconds)), 2),
+        "picture": str(contact_sheet(rows, docs / "tiny_sample_unseen.png")),
+    }
+
+
+def learn_heldout(spec: Any, docs: Path, action: str, clips: int, runs: int) -> dict[str, Any]:
+    from flashcli.config import resolve_learn
+    from flashcli.core.sampler import animate_photo
+    from flashcli.core.settings import SampleSettings
+    from flashcli.core.trainer import train_adapter
+
+    _, learn, _ = resolve_learn("quick", {})
+    settings = learn.train_settings(frames=spec.default_frames, size=spec.default_size)
+    training = [
+        render_clip(
+            action, EVAL_SEED + 200 + i, size=settings.size, frames=settings.frames, appearance="seen"
+        )
+        for i in range(clips)
+    ]
+    tick = time.time()
+    result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
+    learn_seconds = time.time() - tick
+    rows, seconds = [], []
+    for run in range(runs):
+        truth = render_clip(
+            action, EVAL_SEED + 300 + run, size=settings.size, frames=settings.frames, appearance="unseen"
+        ).frames
+        tick = time.time()
+        video = animate_photo(
+            spec,
+            truth[0],
+            [(result.adapter, result.metadata, 1.0)],
+            SampleSettings(steps=8, seed=run),
+            frames=settings.frames,
+        )
+        seconds.append(time.time() - tick)
+        plain = animate_photo(spec, truth[0], [], SampleSettings(steps=8, seed=run), frames=settings.frames)
+        rows += [truth, video, plain]
+    return {
+        "action": action,
+        "clips": clips,
+        "steps": settings.steps,
+        "frames": settings.frames,
+        "learn_seconds": round(learn_seconds, 1),
+        "final_losses": result.losses[-1],
+        "animate_seconds_median": round(float(np.median(seconds)), 2),
+        "rows": "per run: ground truth of the action, with the learned adapter, without adapter",
+        "picture": str(contact_sheet(rows, docs / f"tiny_learned_{action}.png")),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", default="tiny")
+    parser.add_argument("--vae", action="store_true")
+    parser.add_argument("--sample", action="store_true")
+    parser.add_argument("--learn", action="store_true")
+    parser.add_argument("--action", default=None, help="held-out action for --learn (default: the first)")
+    parser.add_argument("--clips", type=int, default=8, help="clips per group (--vae) or to learn from")
+    parser.add_argument("--photos", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps for --sample")
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from flashcli.core.specs import load_base
+
+    spec = load_base(args.base, device="cpu")
+    report: dict[str, Any] = {"base": spec.describe(), "pretraining": spec.meta.get("pretraining")}
+    if args.vae:
+        report["vae"] = measure_vae(spec, args.docs, args.clips)
+    if args.sample:
+        report["sample"] = sample_unseen(spec, args.docs, args.photos, args.steps)
+    if args.learn:
+        report["learn"] = learn_heldout(spec, args.docs, args.action or HELDOUT_ACTIONS[0], args.clips, 2)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
