@@ -288,14 +288,18 @@ def trajectory_distance(a: np.ndarray, b: np.ndarray, mirror: Sequence[int] | No
 def nearest_action(
     signature: np.ndarray, references: Mapping[str, Sequence[np.ndarray]], mirror: Sequence[int] | None = None
 ) -> str:
-    """The action whose reference signatures are closest on average."""
+    """The action of the nearest reference signature (1-nearest neighbour).
+
+    The nearest, not the mean: clips of one action differ in phase and speed, and a mean would
+    favour actions with little motion, whose references sit close to everything.
+    """
     if not references or any(len(items) == 0 for items in references.values()):
         raise ValueError("every action needs at least one reference signature")
-    means = {
-        action: float(np.mean([trajectory_distance(signature, item, mirror) for item in items]))
+    nearest = {
+        action: min(trajectory_distance(signature, item, mirror) for item in items)
         for action, items in references.items()
     }
-    return min(means, key=means.__getitem__)
+    return min(nearest, key=nearest.__getitem__)
 
 
 def nearest_action_accuracy(

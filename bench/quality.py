@@ -97,6 +97,9 @@ class Protocol(BaseModel):
     warmup_steps: int = Field(default=5, ge=0)
     augment_copies: int = Field(default=2, ge=1)
     sample_steps: int = Field(default=12, ge=1)
+    reference_clips: int = Field(
+        default=8, ge=1, le=16, description="true clips per action for nearest-action"
+    )
     sheet_action: str | None = Field(default=None, description="None = the first action")
     sheet_stride: int = Field(default=2, ge=1)
 
@@ -351,11 +354,13 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
     bones = [(JOINT_NAMES.index(a), JOINT_NAMES.index(b)) for a, b in BONE_NAMES]
     cache = out / "cache" / protocol_hash(protocol, spec, size, frames)
     truths = {action: test_clips(action, protocol.photos, size, frames) for action in protocol.actions}
+    # Action references: the true motion of training clips (seen looks), never the test clips scored.
     references = {
         action: [
-            metrics.motion_signature(c.joints, metrics.body_height(c.joints, JOINT_NAMES)) for c in clips
+            metrics.motion_signature(c.joints, metrics.body_height(c.joints, JOINT_NAMES))
+            for c in train_clips(action, protocol.reference_clips, size, frames)
         ]
-        for action, clips in truths.items()
+        for action in protocol.actions
     }
 
     rows: list[dict[str, Any]] = []
@@ -548,8 +553,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "Scores: joint error and PCK over frames 1.. after DTW time alignment, joints inside the picture; "
         "moving-joint error: the same over joints that truly move more than 10 % of body height; "
-        "nearest-action accuracy: is the generated motion (joint displacements from frame 0, either hand) "
-        "closer to its own action's true clips than to the other actions'; "
+        "nearest-action accuracy: is the nearest of the actions' true training-clip motions (joint "
+        "displacements from frame 0, DTW, either hand) one of its own action's; "
         "jump = mean|f1-f0| / mean|f(t+1)-f(t)|, t >= 1; roughness = mean|second difference| / "
         "mean|first difference| of frames 1..; joint jitter in % body height per frame²; "
         "colour drift = Hellinger distance of the figure region's colour histogram "

@@ -84,8 +84,11 @@ def test_missing_bases_fail_with_a_clear_message(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(specs, "tiny_base_folder", lambda: tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="embedded tiny base is missing"):
         load_base("tiny", device="cpu")
-    with pytest.raises(FileNotFoundError, match="neither 'tiny' nor a folder"):
+    with pytest.raises(FileNotFoundError, match="neither 'tiny', a folder, nor a hub id"):
         load_base(tmp_path / "nowhere", device="cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download flash-tests/no-such-base"):
+        load_base("flash-tests/no-such-base", device="cpu")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not a base"):
         load_base(tmp_path / "empty", device="cpu")
@@ -102,3 +105,35 @@ def test_a_diffusers_wan_folder_loads_with_its_text_encoder(tmp_path: Path) -> N
     assert torch.all(welding[:, 10:] == 0)  # padding positions are zeroed as in Wan's pipeline
     velocity = spec.denoise(torch.randn(1, 4, 3, 4, 4), torch.tensor([900.0]), welding)
     assert velocity.shape == (1, 4, 3, 4, 4) and torch.isfinite(velocity).all()
+
+
+def test_wan22_style_vae_with_patchified_pixels_works_through_the_spec() -> None:
+    from diffusers import AutoencoderKLWan
+
+    from flashcli.core.specs import WanSpec
+
+    transformer, _, null_text = build_tiny_components(seed=7)
+    torch.manual_seed(7)
+    # Wan 2.2 TI2V's VAE shape in miniature: residual blocks, 2x2 pixel patchify, x16 spatial compression.
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    spec = WanSpec(base_id="wan22-mini", transformer=transformer, vae=vae, null_text=null_text)
+    assert spec.size_multiple == 32
+    video = video_to_tensor(moving_square_clip(2, size=64))[None]
+    latents = spec.encode_video(video)
+    assert latents.shape == (1, 4, 3, 4, 4)
+    assert torch.allclose(spec.encode_photo(video[:, :, 0]), latents[:, :, :1], atol=1e-5)
+    decoded = spec.decode(latents, reference_photo=video[:, :, 0])
+    assert decoded.shape == video.shape and torch.equal(decoded[:, :, 0], video[:, :, 0])

@@ -147,6 +147,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_spec) -> None:
     assert not tiny_spec.transformer.gradient_checkpointing
 
 
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 def test_bf16_autocast_trains_on_cpu(tiny_spec) -> None:
     result = train_adapter(
         tiny_spec, [moving_square_clip(0)], _settings("augment", steps=2, precision="bf16")

@@ -89,6 +89,7 @@ class ReferenceAttention(nn.Module):
         heads: int,
         window: int,
         halo: int,
+        locality: float = 2.0,
     ) -> None:
         super().__init__()
         if attn_dim % heads != 0:
@@ -111,7 +112,14 @@ class ReferenceAttention(nn.Module):
         # Offsets between a query (in its tile) and a key (in the tile's halo region) lie in
         # [-(window + halo - 1), window + halo - 1] on each axis.
         reach = window + halo - 1
-        self.position_bias = nn.Parameter(torch.zeros(heads, (2 * reach + 1) ** 2))
+        # Start from a locality prior (log of a Gaussian of width `locality` feature pixels): an
+        # untrained block already looks at "the same place in the photo", which is right wherever
+        # the scene has not moved; content matching for moved parts is then learned on top. A flat
+        # start would average the whole region and need many steps to sharpen.
+        steps = torch.arange(-reach, reach + 1, dtype=torch.float32)
+        squared = rearrange(steps**2, "y -> y 1") + rearrange(steps**2, "x -> 1 x")
+        prior = rearrange(-squared / (2 * locality**2), "y x -> (y x)")
+        self.position_bias = nn.Parameter(repeat(prior, "n -> h n", h=heads).clone())
         query_pos = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
         key_pos = torch.stack(torch.meshgrid(torch.arange(span), torch.arange(span), indexing="ij")) - halo
         offset = rearrange(key_pos, "a y x -> a 1 (y x)") - rearrange(query_pos, "a y x -> a (y x) 1")

@@ -44,18 +44,33 @@ def load_base(
                 f"the embedded tiny base is missing from {folder}; reinstall flashcli or pass --base FOLDER"
             )
     else:
-        folder = Path(base).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"base {str(base)!r} is neither 'tiny' nor a folder; download a diffusers Wan 2.2 TI2V "
-                "checkpoint (e.g. with `huggingface-cli download`) and pass its folder"
-            )
+        folder = _resolve_folder(str(base))
     if (folder / "flash_base.json").is_file():
         return _load_flash_folder(folder, torch_device, torch_dtype)
     if (folder / "model_index.json").is_file():
         return _load_diffusers_folder(folder, torch_device, torch_dtype)
     raise FileNotFoundError(
         f"{folder} holds neither flash_base.json nor model_index.json, so it is not a base"
+    )
+
+
+def _resolve_folder(base: str) -> Path:
+    """A folder path, or a hub id already in the local Hugging Face cache (nothing is downloaded)."""
+    folder = Path(base).expanduser()
+    if folder.is_dir():
+        return folder
+    looks_like_hub_id = base.count("/") == 1 and not base.startswith((".", "/", "~"))
+    if looks_like_hub_id:
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(base, local_files_only=True))
+        except Exception:  # not in the cache: fall through to the message below
+            pass
+    raise FileNotFoundError(
+        f"base {base!r} is neither 'tiny', a folder, nor a hub id in the local Hugging Face cache; "
+        f"download it first (e.g. `huggingface-cli download {base if looks_like_hub_id else 'REPO'} "
+        "--local-dir DIR`) and pass the folder"
     )
 
 
@@ -112,14 +127,17 @@ def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtyp
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
     vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     text_encoder, tokenizer = _load_umt5(folder, dtype)
-    meta: dict[str, Any] = {"base_id": folder.name, "text_mode": "umt5", "frames": 81, "size": 480, "fps": 16}
+    base_id = folder.name
+    if folder.parent.name == "snapshots":  # a Hugging Face cache entry: name it by its hub id
+        base_id = folder.parent.parent.name.removeprefix("models--").replace("--", "/")
+    meta: dict[str, Any] = {"base_id": base_id, "text_mode": "umt5", "frames": 81, "size": 480, "fps": 16}
     scheduler_config = folder / "scheduler" / "scheduler_config.json"
     if scheduler_config.is_file():
         shift = json.loads(scheduler_config.read_text()).get("flow_shift")
         if shift:
             meta["flow_shift"] = float(shift)
     spec = WanSpec(
-        base_id=folder.name,
+        base_id=base_id,
         transformer=transformer,
         vae=vae,
         meta=meta,
