@@ -530,12 +530,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "",
         ]
         lines += [f"- {mark}" for mark in marks]
-    sweep = [n for n in sorted({protocol.table_clips, *protocol.sweep_clips})]
-    if len(sweep) > 1:
+    sweep = sorted({protocol.table_clips, *protocol.sweep_clips})
+    swept = [name for name in protocol.sweep_variants if name in protocol.variants]
+    if len(sweep) > 1 and swept:
         lines += ["", "## Clip count", ""]
         lines.append("| row | N | joint error ↓ | moving-joint error ↓ | PCK@0.1 ↑ | nearest-action acc. ↑ |")
         lines.append("|---|---|---|---|---|---|")
-        for name in protocol.sweep_variants:
+        for name in swept:
             for n in sweep:
                 cells = aggregate(rows, name, n)
                 picked = (
@@ -554,7 +555,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "Scores: joint error and PCK over frames 1.. after DTW time alignment, joints inside the picture; "
         "moving-joint error: the same over joints that truly move more than 10 % of body height; "
         "nearest-action accuracy: is the nearest of the actions' true training-clip motions (joint "
-        "displacements from frame 0, DTW, either hand) one of its own action's; "
+        "displacements from their mean place, DTW, either hand) one of its own action's; "
         "jump = mean|f1-f0| / mean|f(t+1)-f(t)|, t >= 1; roughness = mean|second difference| / "
         "mean|first difference| of frames 1..; joint jitter in % body height per frame²; "
         "colour drift = Hellinger distance of the figure region's colour histogram "

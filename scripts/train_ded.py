@@ -50,6 +50,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--halo", type=int, default=4)
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start a new run from another run's checkpoint.pt (e.g. after the base's VAE was retrained)",
+    )
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--minutes", type=float, default=None, help="stop (and export) after this wall time")
     parser.add_argument("--batch", type=int, default=2)
@@ -58,6 +64,8 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--transfer-lr-scale", type=float, default=10.0)
+    parser.add_argument("--no-transfer", action="store_true", help="no output detail-transfer block")
     parser.add_argument("--clips-per-action", type=int, default=2)
     parser.add_argument("--crops-per-clip", type=int, default=2)
     parser.add_argument("--val-clips", type=int, default=3)
@@ -202,10 +210,19 @@ def main() -> None:
         heads=args.heads,
         window=args.window,
         halo=args.halo,
+        detail_transfer=not args.no_transfer,
         device="cpu",
         dtype=torch.float32,
     )
-    optimizer = torch.optim.AdamW(ded.trainable_parameters(), lr=args.lr, weight_decay=0.0)
+    # The output detail-transfer block copies pixels, so its output gain must travel from 0 to about
+    # 1: it gets its own, larger learning rate (a short CPU run could not get there otherwise).
+    transfer = list(ded.blocks[-1].parameters()) if ded.config.transfer_channels else []
+    transfer_ids = {id(p) for p in transfer}
+    rest = [p for p in ded.trainable_parameters() if id(p) not in transfer_ids]
+    groups = [{"params": rest, "scale": 1.0}]
+    if transfer:
+        groups.append({"params": transfer, "scale": args.transfer_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(args.seed)
     step = 0
     if checkpoint_path.is_file():
@@ -220,6 +237,9 @@ def main() -> None:
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
         print(f"resumed from {checkpoint_path} at step {step}", flush=True)
+    elif args.init_from is not None:
+        ded.blocks.load_state_dict(torch.load(args.init_from, weights_only=False)["ded"])
+        print(f"started from the weights in {args.init_from}", flush=True)
 
     started = time.time()
     train_seeds = list(range(TRAIN_SEED_START, TRAIN_SEED_START + args.clips_per_action))
@@ -254,7 +274,7 @@ def main() -> None:
                 break
             tick = time.time()
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, args)
+                group["lr"] = learning_rate(step, args) * group["scale"]
             latents, videos = sample_batch(train, args.batch, generator)
             prediction = ded.decode(latents, videos[:, :, 0])
             losses = ded_loss(prediction[:, :, 1:], videos[:, :, 1:])

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from flashcli.figureworld import JOINT_NAMES
-from keypoints.data import to_tensor
+from keypoints.data import mirror_permutation, to_tensor
 from keypoints.model import KeypointNet
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights.safetensors"
@@ -42,8 +42,12 @@ class KeypointDetector:
         self.info = info
 
     @torch.no_grad()
-    def detect(self, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """uint8 (F, H, W, 3) -> float32 (F, J, 2) pixel x, y in the frames' own coordinates."""
+    def detect(self, frames: np.ndarray, batch_size: int = 64, flip_average: bool = True) -> np.ndarray:
+        """uint8 (F, H, W, 3) -> float32 (F, J, 2) pixel x, y in the frames' own coordinates.
+
+        flip_average: also detect on the mirrored frames and average (measured on held-out unseen
+        renders: 5.91 -> 5.67 % of body height mean error, for twice the compute).
+        """
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}")
         height, width = frames.shape[1:3]
@@ -54,7 +58,12 @@ class KeypointDetector:
                 images = torch.nn.functional.interpolate(
                     images, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
                 )
-            results.append(self.model(images))
+            found = self.model(images)
+            if flip_average:
+                mirrored = self.model(images.flip(-1))[:, mirror_permutation()]
+                mirrored[..., 0] = self.input_size - mirrored[..., 0]
+                found = (found + mirrored) / 2
+            results.append(found)
         joints = torch.cat(results).numpy()
         joints[..., 0] *= width / self.input_size
         joints[..., 1] *= height / self.input_size

@@ -44,13 +44,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clips-per-action", type=int, default=6, help="held-out set; pretrain gets 1 each")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-flip-average", action="store_true", help="one pass, no mirrored second pass")
     parser.add_argument("--json", type=Path, default=None, help="default: eval.json beside the weights")
     return parser.parse_args(argv)
 
 
-def score_clip(detector, action: str, seed: int, appearance: str, size: int) -> dict[str, float]:
+def score_clip(
+    detector, action: str, seed: int, appearance: str, size: int, flip_average: bool
+) -> dict[str, float]:
     clip = render_clip(action, seed, size=size, frames=17, appearance=appearance, camera_shake=seed % 3 == 0)
-    predicted = detector.detect(clip.frames)
+    predicted = detector.detect(clip.frames, flip_average=flip_average)
     scale = metrics.body_height(clip.joints, JOINT_NAMES)
     inside = np.asarray(in_frame(clip.joints, size, size))
     visible = clip.visible & inside
@@ -76,14 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     detector = load_detector(args.weights)
-    report: dict[str, object] = {"weights": args.weights.name, "detector": detector.info, "sets": {}}
+    report: dict[str, object] = {
+        "weights": args.weights.name,
+        "detector": detector.info,
+        "flip_average": not args.no_flip_average,
+        "sets": {},
+    }
     for set_name, (actions, appearance) in SETS.items():
         per_clip = []
         repeats = args.clips_per_action if set_name == "heldout_unseen" else 1
         for action in actions:
             for index in range(repeats):
                 seed = EVAL_SEED_START + 1000 * actions.index(action) + index
-                record = score_clip(detector, action, seed, appearance, args.size)
+                record = score_clip(detector, action, seed, appearance, args.size, not args.no_flip_average)
                 per_clip.append({"action": action, "seed": seed, **record})
         keys = [key for key in per_clip[0] if key not in ("action", "seed")]
         summary = {key: float(np.mean([record[key] for record in per_clip])) for key in keys}

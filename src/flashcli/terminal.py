@@ -75,6 +75,7 @@ class StepProgress:
         self._progress: Progress | None = None
         self._task: Any = None
         self._last_line = -1
+        self._phase = title
         self._started = time.monotonic()
 
     def __enter__(self) -> StepProgress:
@@ -96,19 +97,26 @@ class StepProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self, step: int, total: int, info: str) -> None:
+    def update(self, step: int, total: int, info: str, title: str | None = None) -> None:
+        title = title or self.title
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, total=total, info=info)
+            self._progress.update(self._task, completed=step, total=total, info=info, description=title)
             return
+        if title != self._phase:
+            self._phase, self._last_line = title, -1
         every = max(1, total // 10)
         if step == total or step == 1 or step // every != self._last_line:
             self._last_line = step // every
-            self.console.print(f"{self.title} {step}/{total} {info}")
+            self.console.print(f"{title} {step}/{total} {info}")
 
     def train_step(self, report: StepReport) -> None:
+        timing = f"{report.seconds_per_step:.2f} s/step  ETA {format_seconds(report.eta_seconds)}"
+        if getattr(report, "phase", "train") != "train":
+            # The trainer first encodes every clip and augmented copy once (no losses yet).
+            self.update(report.step, report.total, timing, title=f"{self.title}: {report.phase}")
+            return
         losses = " ".join(f"{name} {value:.4f}" for name, value in report.losses.items())
-        info = f"{losses}  {report.seconds_per_step:.2f} s/step  ETA {format_seconds(report.eta_seconds)}"
-        self.update(report.step, report.total, info)
+        self.update(report.step, report.total, f"{losses}  {timing}")
 
     def sample_step(self, step: int, total: int) -> None:
         elapsed = time.monotonic() - self._started

@@ -74,7 +74,9 @@ def write_loss_plot(path: Path, losses: list[dict[str, float]], title: str) -> P
         points = [to_xy(index, value) for index, value in enumerate(curve) if math.isfinite(value)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
-        draw.text((right - 150, top + 6 + 14 * number), f"— {name}", fill=colour, font=font)
+        legend_y = top + 6 + 14 * number
+        draw.line((right - 160, legend_y + 6, right - 145, legend_y + 6), fill=colour, width=3)
+        draw.text((right - 140, legend_y), name, fill=colour, font=font)
     with atomic_path(path) as temp:
         image.save(temp, format="PNG")
     return path

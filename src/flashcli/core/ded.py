@@ -26,6 +26,7 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 from einops import rearrange, repeat
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
@@ -69,6 +70,10 @@ class DedConfig(BaseModel):
     key_channels: list[int]
     value_channels: list[int]
     vae_latent_channels: int
+    # Detail transfer at the decoder's output: each frame takes the photo's lost detail (photo minus
+    # its own decoded latent, in output pixels) from where its last up-block features match the
+    # decoded photo's. Empty transfer_channels = off; else [feature channels, output channels].
+    transfer_channels: list[int] = Field(default_factory=list)
 
 
 class ReferenceAttention(nn.Module):
@@ -90,20 +95,25 @@ class ReferenceAttention(nn.Module):
         window: int,
         halo: int,
         locality: float = 2.0,
+        out_channels: int | None = None,
+        raw_values: bool = False,
     ) -> None:
         super().__init__()
         if attn_dim % heads != 0:
             raise ValueError(f"attn_dim ({attn_dim}) must be divisible by heads ({heads}).")
+        if raw_values and heads != 1:
+            raise ValueError("raw_values (values used as they are) needs heads=1.")
         self.heads = heads
         self.window = window
         self.halo = halo
         self.norm_query = nn.LayerNorm(query_channels)
         self.norm_key = nn.LayerNorm(key_channels)
-        self.norm_value = nn.LayerNorm(value_channels)
+        # raw_values: the values are pixels to copy (the photo's lost detail), so they are not mixed.
+        self.norm_value = nn.Identity() if raw_values else nn.LayerNorm(value_channels)
         self.to_q = nn.Linear(query_channels, attn_dim)
         self.to_k = nn.Linear(key_channels, attn_dim)
-        self.to_v = nn.Linear(value_channels, attn_dim)
-        self.to_out = nn.Linear(attn_dim, query_channels)
+        self.to_v = nn.Identity() if raw_values else nn.Linear(value_channels, attn_dim)
+        self.to_out = nn.Linear(value_channels if raw_values else attn_dim, out_channels or query_channels)
         # Zero output projection: an untrained block adds exactly nothing.
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
@@ -156,7 +166,7 @@ class ReferenceAttention(nn.Module):
         return PreparedReference(cut(k), cut(v), mask, batch, height, width)
 
     def forward(self, frames: torch.Tensor, reference: PreparedReference) -> torch.Tensor:
-        """frames (B, C, T, h, w) decoder features -> residual of the same shape."""
+        """frames (B, C, T, h, w) decoder features -> residual (B, out_channels, T, h, w)."""
         batch, _, num_frames, height, width = frames.shape
         if (batch, height, width) != (reference.batch, reference.height, reference.width):
             raise ValueError(
@@ -207,6 +217,7 @@ class DetailEnhancedDecoder(nn.Module):
         window: int = 8,
         halo: int = 4,
         up_blocks: Sequence[int] | None = None,
+        detail_transfer: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -225,6 +236,7 @@ class DetailEnhancedDecoder(nn.Module):
                 window=window,
                 halo=halo,
                 up_blocks=up_blocks,
+                detail_transfer=detail_transfer,
             )
         else:
             _check_config_matches_vae(config, vae)
@@ -241,6 +253,23 @@ class DetailEnhancedDecoder(nn.Module):
             )
             for q, k, v in zip(config.query_channels, config.key_channels, config.value_channels, strict=True)
         )
+        if config.transfer_channels:
+            # Kept as the last entry of `blocks` so saving, loading and training treat it like the rest.
+            features, pixels = config.transfer_channels
+            self.blocks.append(
+                ReferenceAttention(
+                    features,
+                    features,
+                    pixels,
+                    attn_dim=config.attn_dim,
+                    heads=1,
+                    window=config.window,
+                    halo=config.halo,
+                    locality=1.0,
+                    out_channels=pixels,
+                    raw_values=True,
+                )
+            )
         vae_param = next(vae.parameters())
         self.to(device=device or vae_param.device, dtype=dtype or vae_param.dtype)
         vae.requires_grad_(False)
@@ -264,36 +293,51 @@ class DetailEnhancedDecoder(nn.Module):
 
     @torch.no_grad()
     def reference_features(self, reference: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Features of the photo for each attended up-block: [(keys (B, Ck, h, w), values (B, Cv, h, w))]."""
+        """Keys and values of the photo for every block: [(keys (B, Ck, h, w), values (B, Cv, h, w))].
+
+        One entry per attended up-block, then (with detail transfer) one for the output.
+        """
         vae = self.vae
+        config = self.config
         photo = rearrange(reference.to(device=vae.device, dtype=vae.dtype), "b c h w -> b c 1 h w")
         encoder_sizes: dict[tuple[int, int], torch.Tensor] = {}
         with _capture(_encoder_stage_blocks(vae), lambda i, out: _keep_last_per_size(encoder_sizes, out)):
             latent = vae.encode(photo).latent_dist.mode()
-        decoder_features: list[torch.Tensor] = []
-        if self.config.reference_source in ("decoder", "both"):
-            chosen = [vae.decoder.up_blocks[i] for i in self.config.up_blocks]
-            with _capture(chosen, lambda i, out: decoder_features.append(out[:, :, 0])):
+        decoder_features: dict[int, torch.Tensor] = {}
+        decoded: list[torch.Tensor] = []
+        if config.reference_source in ("decoder", "both") or config.transfer_channels:
+            last = len(vae.decoder.up_blocks) - 1
+            watched = sorted({*config.up_blocks, last})
+            with (
+                _capture(
+                    [vae.decoder.up_blocks[i] for i in watched],
+                    lambda i, out: decoder_features.__setitem__(watched[i], out[:, :, 0]),
+                ),
+                _capture([vae.decoder], lambda i, out: decoded.append(out[:, :, 0])),
+            ):
                 vae.decode(latent)
         pairs = []
-        for level, _ in enumerate(self.config.up_blocks):
-            dec = decoder_features[level] if decoder_features else None
-            size = dec.shape[-2:] if dec is not None else None
-            if self.config.reference_source == "decoder":
+        for index in config.up_blocks:
+            dec = decoder_features.get(index)
+            if config.reference_source == "decoder":
                 pairs.append((dec, dec))
                 continue
-            if size is None:
-                size = _up_block_output_size(vae, self.config.up_blocks[level], photo.shape[-2:])
+            size = _up_block_output_size(vae, index, photo.shape[-2:])
             enc = encoder_sizes.get(tuple(size))
             if enc is None:
                 raise ValueError(
                     f"The VAE encoder has no feature map of size {tuple(size)} to match decoder up-block "
-                    f"{self.config.up_blocks[level]}; use reference_source='decoder' for this VAE."
+                    f"{index}; use reference_source='decoder' for this VAE."
                 )
-            if self.config.reference_source == "encoder":
-                pairs.append((enc, enc))
-            else:
-                pairs.append((dec, torch.cat([enc, dec], dim=1)))
+            pairs.append(
+                (enc, enc) if config.reference_source == "encoder" else (dec, torch.cat([enc, dec], 1))
+            )
+        if config.transfer_channels:
+            # The detail the latent lost, in the decoder's own output space (patchified for Wan 2.2).
+            target = patchify(photo, vae.config.patch_size) if vae.config.patch_size else photo
+            lost = target[:, :, 0] - decoded[0]
+            features = decoder_features[len(vae.decoder.up_blocks) - 1]
+            pairs.append((features, lost))
         return [(k.to(self.dtype), v.to(self.dtype)) for k, v in pairs]
 
     # ---- decoding -----------------------------------------------------------------------------
@@ -310,16 +354,30 @@ class DetailEnhancedDecoder(nn.Module):
             block.prepare_reference(keys, values)
             for block, (keys, values) in zip(self.blocks, self.reference_features(reference), strict=True)
         ]
-        hooked = [vae.decoder.up_blocks[i] for i in self.config.up_blocks]
+        levels = len(self.config.up_blocks)
+        last_features: list[torch.Tensor] = []
 
-        def add_detail(level: int, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        def add_detail(level: int, output: torch.Tensor) -> torch.Tensor:
             residual = self.blocks[level](output.to(self.dtype), prepared[level])
             return output + residual.to(output.dtype)
 
+        def remember(output: torch.Tensor) -> None:
+            last_features[:] = [output]
+
+        def transfer(output: torch.Tensor) -> torch.Tensor:
+            lost = self.blocks[levels](last_features[0].to(self.dtype), prepared[levels])
+            return output + lost.to(output.dtype)
+
         handles = [
-            module.register_forward_hook(lambda m, args, out, level=level: add_detail(level, m, out))
-            for level, module in enumerate(hooked)
+            vae.decoder.up_blocks[index].register_forward_hook(
+                lambda m, args, out, level=level: add_detail(level, out)
+            )
+            for level, index in enumerate(self.config.up_blocks)
         ]
+        if self.config.transfer_channels:
+            # Registered after add_detail, so it sees the last up-block's output with its own detail added.
+            handles.append(vae.decoder.up_blocks[-1].register_forward_hook(lambda m, a, out: remember(out)))
+            handles.append(vae.decoder.register_forward_hook(lambda m, a, out: transfer(out)))
         try:
             return vae.decode(latents.to(device=vae.device, dtype=vae.dtype)).sample
         finally:
@@ -517,6 +575,7 @@ def _derive_config(
     window: int,
     halo: int,
     up_blocks: Sequence[int] | None,
+    detail_transfer: bool,
 ) -> DedConfig:
     count = len(vae.decoder.up_blocks)
     chosen = list(range(count)) if up_blocks is None else list(up_blocks)
@@ -542,6 +601,12 @@ def _derive_config(
         key_channels=keys,
         value_channels=values,
         vae_latent_channels=vae.config.z_dim,
+        transfer_channels=[
+            _up_block_out_channels(vae.decoder.up_blocks[-1]),
+            vae.decoder.conv_out.out_channels,
+        ]
+        if detail_transfer
+        else [],
     )
 
 
@@ -579,6 +644,7 @@ def _check_config_matches_vae(config: DedConfig, vae: AutoencoderKLWan) -> None:
         window=config.window,
         halo=config.halo,
         up_blocks=config.up_blocks,
+        detail_transfer=bool(config.transfer_channels),
     )
     if derived != config:
         raise ValueError(
