@@ -95,7 +95,7 @@ def transition_jump(video: np.ndarray) -> float:
     return float(steps[0] / max(steps[1:].mean(), 1e-9))
 
 
-def side_by_side(rows: list[tuple[str, np.ndarray]], frame_ids: list[int], path: Path, zoom: int = 2) -> None:
+def side_by_side(rows: list[tuple[str, np.ndarray]], frame_ids: list[int], path: Path, zoom: int = 3) -> None:
     """A grid: one labelled row per decoder, the chosen frames left to right, upscaled by `zoom`."""
     height, width = rows[0][1].shape[1:3]
     label_width, gap = 110, 4
@@ -147,7 +147,10 @@ def main() -> None:
         print(json.dumps(record), flush=True)
         if index == 0:
             picture_rows = [("ground truth", frames), ("VAE decoder", outputs["plain"])]
-            picture_rows += [(f"DED {Path(n).parent.name or n}", outputs[n]) for n in decoders]
+            single = len(decoders) == 1
+            picture_rows += [
+                ("DED" if single else f"DED {Path(n).parent.name}", outputs[n]) for n in decoders
+            ]
 
     names = ["plain", *decoders]
     summary = {

@@ -3,85 +3,15 @@ preset, and one action learned once per session through the real code path (no m
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
+from cli_helpers import Workspace, build_tiny_base, sliding_square
 from PIL import Image
 from typer.testing import CliRunner
 
 from flashcli.video import write_video
-
-FRAMES = 5  # 4k+1 for Wan's VAE, the fewest the core trains on
-SIZE = 32  # a multiple of the tiny base's VAE x patch factor (16)
-
-
-def build_tiny_base(folder: Path, *, seed: int, base_id: str) -> Path:
-    import torch
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-
-    from flashcli.core.specs import save_base
-
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        rope_max_seq_len=32,
-    )
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-    )
-    meta = {"base_id": base_id, "frames": FRAMES, "size": SIZE, "fps": 8, "flow_shift": 2.0}
-    return save_base(folder, transformer, vae, torch.randn(4, 16), meta)
-
-
-def sliding_square(seed: int, frames: int = 12, height: int = 40, width: int = 48) -> np.ndarray:
-    """A coloured square crossing a plain background; not square frames, so fitting is exercised."""
-    rng = np.random.default_rng(seed)
-    video = np.empty((frames, height, width, 3), dtype=np.uint8)
-    video[:] = rng.integers(0, 255, size=3, dtype=np.uint8)
-    colour = rng.integers(0, 255, size=3, dtype=np.uint8)
-    for index in range(frames):
-        x = index * (width - 10) // (frames - 1)
-        video[index, 15:25, x : x + 10] = colour
-    return video
-
-
-@dataclass(frozen=True)
-class Workspace:
-    base: Path
-    other_base: Path
-    clips: Path
-    photo: Path
-    preset: Path
-    library: Path  # holds the action 'slide', learned once; copy it before changing it
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    """`flash ARGS` as a separate process, exactly as a shell script would run it."""
-    command = [sys.executable, "-c", "from flashcli.cli import main; main()", *args]
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -136,14 +66,3 @@ def library_copy(workspace: Workspace, tmp_path: Path) -> Path:
     target = tmp_path / "library"
     shutil.copytree(workspace.library, target)
     return target
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (lock files aside) with its bytes: proof a failed command changed nothing."""
-    if not folder.exists():
-        return {}
-    return {
-        str(path.relative_to(folder)): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and ".locks" not in path.parts
-    }

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import FRAMES, SIZE, Workspace, sliding_square
+from cli_helpers import FRAMES, SIZE, Workspace, sliding_square
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -241,7 +241,7 @@ def test_an_internal_failure_exits_1_without_traceback_or_output(
 
 
 def test_json_output_of_real_processes_is_one_document(workspace: Workspace, tmp_path: Path) -> None:
-    from conftest import run_cli
+    from cli_helpers import run_cli
 
     library = ["--library", str(workspace.library)]
     listing = run_cli("inspect", *library, "--json")

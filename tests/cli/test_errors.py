@@ -10,7 +10,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-from conftest import Workspace, run_cli, snapshot
+from cli_helpers import Workspace, run_cli, snapshot
 from typer.testing import CliRunner
 
 from flashcli.cli import app

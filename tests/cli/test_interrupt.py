@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from cli_helpers import Workspace
 from typer.testing import CliRunner
 
 from flashcli.cli import app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -93,10 +94,14 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     latents, reference = _inputs()
     ded = DetailEnhancedDecoder(vae, reference_source="both", window=4, halo=2)
     _wake_up(ded)
-    ded.save(tmp_path / "ded")
+    ded.save(tmp_path / "ded", metadata={"trained_steps": "7"})
     assert sorted(p.name for p in (tmp_path / "ded").iterdir()) == ["config.json", "ded.safetensors"]
     loaded = DetailEnhancedDecoder.from_folder(tmp_path / "ded", vae)
     assert loaded.config == ded.config
+    # A base re-exported with this DED keeps its training record.
+    loaded.save(tmp_path / "copy")
+    assert DetailEnhancedDecoder.from_folder(tmp_path / "copy", vae).metadata["trained_steps"] == "7"
+    shutil.rmtree(tmp_path / "copy")
     with torch.no_grad():
         assert torch.equal(loaded.decode(latents, reference), ded.decode(latents, reference))
     # Saving again over an existing folder replaces it without leaving temp folders behind.
@@ -181,3 +186,22 @@ def test_training_the_ded_lowers_its_loss_on_a_fixed_batch() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0]
+
+
+def test_detail_transfer_puts_the_photos_lost_detail_back_into_frame_0() -> None:
+    vae = _tiny_vae()
+    latents, reference = _inputs()
+    with torch.no_grad():
+        latents[:, :, :1] = vae.encode(reference[:, :, None]).latent_dist.mode()
+        plain = vae.decode(latents).sample
+    ded = DetailEnhancedDecoder(vae, reference_source="decoder", window=4, halo=2)
+    transfer = ded.blocks[-1]
+    with torch.no_grad():
+        # What training converges to where nothing moved: copy the same place, at full strength.
+        transfer.position_bias.mul_(100)
+        transfer.to_q.weight.zero_()
+        transfer.to_out.weight.copy_(torch.eye(3))
+        enhanced = ded.decode(latents, reference)
+    plain_error = (plain[:, :, 0] - reference).abs().mean()
+    enhanced_error = (enhanced[:, :, 0] - reference).abs().mean()
+    assert enhanced_error < 0.01 * plain_error

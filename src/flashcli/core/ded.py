@@ -29,6 +29,7 @@ from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 from einops import rearrange, repeat
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -241,6 +242,7 @@ class DetailEnhancedDecoder(nn.Module):
         else:
             _check_config_matches_vae(config, vae)
         self.config = config
+        self.metadata: dict[str, str] = {}  # safetensors header of the file it was loaded from
         self.blocks = nn.ModuleList(
             ReferenceAttention(
                 q,
@@ -406,7 +408,8 @@ class DetailEnhancedDecoder(nn.Module):
     def save(self, folder: str | Path, *, metadata: dict[str, str] | None = None) -> None:
         """Write `config.json` and `ded.safetensors` into folder, atomically (temp folder, then rename).
 
-        metadata (str -> str, e.g. how it was trained) goes into the safetensors header.
+        metadata (str -> str, e.g. how it was trained) goes into the safetensors header, on top of
+        the metadata this DED was loaded with (so re-saving a base keeps the training record).
         """
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +422,7 @@ class DetailEnhancedDecoder(nn.Module):
             save_file(
                 tensors,
                 staging / WEIGHTS_NAME,
-                metadata={**(metadata or {}), "format_version": str(DED_FORMAT_VERSION)},
+                metadata={**self.metadata, **(metadata or {}), "format_version": str(DED_FORMAT_VERSION)},
             )
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")
@@ -455,6 +458,8 @@ class DetailEnhancedDecoder(nn.Module):
             )
         ded = cls(vae, config, device=device, dtype=dtype)
         state = load_file(weights_path, device=str(ded.device))
+        with safe_open(weights_path, framework="pt") as handle:
+            ded.metadata = dict(handle.metadata() or {})
         missing, unexpected = ded.blocks.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
