@@ -3,6 +3,7 @@
 Stages (each resumable from its checkpoint under --run-dir; rerun the same command to continue):
   vae     train AutoencoderKLWan on frames of pretrain actions with seen appearances
   encode  encode the pretraining clips once (latent cache) and measure the latent statistics
+  export  write the base from the last checkpoints (no training), e.g. into a scratch folder
   dit     train WanTransformer3DModel (first-frame conditioned, flow matching) + a null text embedding,
           exporting the base every --export-every seconds and at the end
 
@@ -22,12 +23,18 @@ from pathlib import Path
 
 import torch
 from tiny_pretrain.configs import RunSettings
-from tiny_pretrain.dit_stage import base_meta, build_transformer, train_dit, vae_with_latent_stats
+from tiny_pretrain.dit_stage import (
+    base_meta,
+    build_transformer,
+    spec_from_checkpoint,
+    train_dit,
+    vae_with_latent_stats,
+)
 from tiny_pretrain.export import export_base
 from tiny_pretrain.latent_cache import build_latent_cache, sample_latent_stats
 from tiny_pretrain.vae_stage import load_trained_vae, train_vae
 
-STAGES = ("vae", "encode", "dit")
+STAGES = ("vae", "encode", "dit", "export")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -120,7 +127,8 @@ def main(argv: list[str]) -> int:
     run = run_settings(args)
     torch.set_num_threads(run.threads)
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    (run.run_dir / "settings.json").write_text(json.dumps(run.model_dump(mode="json"), indent=2) + "\n")
+    if {"vae", "dit"} & set(stages):  # a record of the last training invocation (checkpoints hold theirs)
+        (run.run_dir / "settings.json").write_text(json.dumps(run.model_dump(mode="json"), indent=2) + "\n")
     started = time.time()
     if "vae" in stages:
         limit = None if args.vae_minutes is None else args.vae_minutes * 60
@@ -140,6 +148,9 @@ def main(argv: list[str]) -> int:
             export_base(run.export_dir, spec, null_text, base_meta(run, summary))
 
         print("dit stage:", train_dit(run, export, time_limit=limit), flush=True)
+    if "export" in stages:
+        spec, null_text, summary = spec_from_checkpoint(run)
+        export_base(run.export_dir, spec, null_text, base_meta(run, summary))
     print(f"done in {time.time() - started:.0f}s", flush=True)
     return 0
 

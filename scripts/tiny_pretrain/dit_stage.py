@@ -185,3 +185,29 @@ def train_dit(
     checkpoint()
     export(spec, null_text.detach().clone(), summary())
     return summary()
+
+
+def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[str, Any]]:
+    """The base as of the last denoiser checkpoint (for an export without training)."""
+    cache = build_latent_cache(run)
+    vae, vae_state = load_trained_vae(run)
+    vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
+    state = load_checkpoint(dit_checkpoint_path(run))
+    if state is None:
+        raise FileNotFoundError(
+            f"no denoiser checkpoint at {dit_checkpoint_path(run)}; run the dit stage first"
+        )
+    transformer = build_transformer()
+    transformer.load_state_dict(state["model"])
+    null_text = state["null_text"]
+    spec = WanSpec(
+        base_id=BASE_ID, transformer=transformer, vae=vae, meta=base_meta(run, {}), null_text=null_text
+    )
+    summary = {
+        "vae_step": vae_state["step"],
+        "vae_eval": vae_state.get("eval", {}),
+        "dit_step": state["step"],
+        "dit_seconds": round(state["elapsed"]),
+        "latent_clips": int(cache["latents"].shape[0]),
+    }
+    return spec, null_text, summary

@@ -424,6 +424,10 @@ class DetailEnhancedDecoder(nn.Module):
                 staging / WEIGHTS_NAME,
                 metadata={**self.metadata, **(metadata or {}), "format_version": str(DED_FORMAT_VERSION)},
             )
+            # mkdtemp makes a private folder; a shipped DED must be readable by every user.
+            staging.chmod(0o755)
+            for path in staging.iterdir():
+                path.chmod(0o644)
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
