@@ -510,6 +510,13 @@ def animate(
     preset: Annotated[
         str | None, typer.Option(help="Preset for sampling settings (default: the action's).")
     ] = None,
+    ded: Annotated[
+        bool | None,
+        typer.Option(
+            "--ded/--no-ded",
+            help="Decode with the base's Detail Enhancement Decoder (default: on when the base has one).",
+        ),
+    ] = None,
     device: DeviceOption = None,
     library: LibraryOption = None,
     json_output: JsonOption = False,
@@ -552,6 +559,8 @@ def animate(
     _check_fits(spec, frame_count, frame_size)
     prompt = next((m.prompt for m in manifests if m.prompt), None)
     sample = config.sample_settings(prompt)
+    if ded is not None:  # the flag overrides the preset's use_ded
+        sample = sample.model_copy(update={"use_ded": ded})
     adapters = _load_adapters(refs, spec)
 
     results = []

@@ -255,3 +255,45 @@ def test_json_output_of_real_processes_is_one_document(workspace: Workspace, tmp
     document = json.loads(result.stdout)  # fails if anything else was printed on stdout
     assert Path(document["outputs"][0]["video"]).is_file()
     assert "animate photo.png" in result.stderr  # progress went to stderr
+
+
+def test_ded_switch_decides_whether_the_detail_decoder_shapes_the_video(
+    workspace: Workspace, runner: CliRunner, tmp_path: Path
+) -> None:
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from flashcli.core.ded import DetailEnhancedDecoder
+
+    base = tmp_path / "base-with-ded"
+    shutil.copytree(workspace.base, base)
+    ded = DetailEnhancedDecoder(AutoencoderKLWan.from_pretrained(base / "vae"))
+    with torch.no_grad():  # a trained DED stand-in: non-zero outputs, so it changes what it decodes
+        for parameter in ded.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    ded.save(base / "ded")
+
+    def frames(*flags: str) -> tuple[np.ndarray, dict]:
+        out = tmp_path / f"out{'-'.join(flags) or '-default'}.png"
+        document = animate(
+            runner,
+            workspace,
+            str(workspace.photo),
+            "--action",
+            "slide",
+            "--base",
+            str(base),
+            "-o",
+            str(out),
+            *flags,
+        )
+        return read_output(out), json.loads(Path(document["outputs"][0]["sidecar"]).read_text())
+
+    default, default_sidecar = frames()
+    with_ded, _ = frames("--ded")
+    without, without_sidecar = frames("--no-ded")
+    assert np.array_equal(default, with_ded)  # on by default when the base has a DED
+    assert not np.array_equal(with_ded[1:], without[1:])
+    assert np.array_equal(with_ded[0], without[0])  # frame 0 is the photo either way
+    assert default_sidecar["sample_settings"]["use_ded"] is True
+    assert without_sidecar["sample_settings"]["use_ded"] is False
