@@ -337,11 +337,10 @@ def _stage_action(
     from flashcli.core.settings import SampleSettings
     from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE, ActionManifest, write_manifest
     from flashcli.terminal import StepProgress
-    from flashcli.video import current_umask, file_hash, fit_image, write_video
+    from flashcli.video import file_hash, fit_image, write_video
 
     frames, size = settings.frames, settings.size
     save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
-    os.chmod(folder / ADAPTER_FILE, 0o666 & ~current_umask())  # the core's temp file is 0600
     if preview_still is None:
         still, preview_source = _held_out_still(size, config.seed)
     else:

@@ -31,8 +31,9 @@ import filelock
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flashcli.core.permissions import current_umask
 from flashcli.errors import UserError
-from flashcli.video import content_hash, current_umask
+from flashcli.video import content_hash
 
 MANIFEST_FILE = "action.json"
 ADAPTER_FILE = "adapter.safetensors"

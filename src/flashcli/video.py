@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from flashcli.core.permissions import current_umask
 from flashcli.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
@@ -293,12 +294,6 @@ def check_writable_folder(folder: Path, what: str) -> None:
         raise UserError(
             f"{what} '{folder}' is not writable ('{existing}' is read-only); choose another folder."
         )
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager

@@ -69,6 +69,8 @@ def save_adapter(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata
     """Write adapter tensors and header atomically (temp file in the same folder, then rename)."""
     from safetensors.torch import save_file
 
+    from flashcli.core.permissions import make_public
+
     _check_metadata(metadata, "the adapter to save")
     if not tensors:
         raise ValueError("refusing to save an adapter without tensors")
@@ -79,6 +81,7 @@ def save_adapter(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata
     try:
         cpu = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
         save_file(cpu, staging, metadata=dict(metadata))
+        make_public(staging)  # mkstemp made it 0600
         os.replace(staging, target)
     except BaseException:
         Path(staging).unlink(missing_ok=True)

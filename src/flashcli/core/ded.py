@@ -33,6 +33,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from flashcli.core.permissions import make_public
+
 DED_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "ded.safetensors"
@@ -424,10 +426,7 @@ class DetailEnhancedDecoder(nn.Module):
                 staging / WEIGHTS_NAME,
                 metadata={**self.metadata, **(metadata or {}), "format_version": str(DED_FORMAT_VERSION)},
             )
-            # mkdtemp makes a private folder; a shipped DED must be readable by every user.
-            staging.chmod(0o755)
-            for path in staging.iterdir():
-                path.chmod(0o644)
+            make_public(staging)  # mkdtemp made it 0700; a shipped DED must be readable by its users
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from flashcli.core.permissions import make_public
 from flashcli.core.specs.wan import BASE_META_DEFAULTS, WanSpec, hash_weight_files, read_base_meta
 
 __all__ = ["WanSpec", "load_base", "save_base", "tiny_base_folder", "BASE_META_DEFAULTS"]
@@ -231,6 +232,7 @@ def save_base(
         if ded is not None:
             ded.save(staging / "ded")
         (staging / "flash_base.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
+        make_public(staging)  # mkdtemp made it 0700; an installed base must be readable by its users
         _replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
