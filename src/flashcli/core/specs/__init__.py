@@ -97,21 +97,18 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
         raise ValueError(
             f"{folder}/flash_base.json: text_mode must be 'null' or 'umt5', not {meta['text_mode']!r}"
         )
-    spec = WanSpec(
-        base_id=str(meta["base_id"]),
-        transformer=transformer,
-        vae=vae,
-        meta=meta,
+    return _assemble_spec(
+        folder,
+        str(meta["base_id"]),
+        meta,
+        transformer,
+        vae,
+        device,
+        dtype,
         null_text=null_text,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        weight_hash=hash_weight_files(folder / "transformer"),
-        folder=folder,
-        device=device,
-        dtype=dtype,
     )
-    spec.ded = _load_ded(folder, spec)
-    return spec
 
 
 def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> WanSpec:
@@ -137,11 +134,31 @@ def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtyp
         shift = json.loads(scheduler_config.read_text()).get("flow_shift")
         if shift:
             meta["flow_shift"] = float(shift)
+    return _assemble_spec(
+        folder, base_id, meta, transformer, vae, device, dtype, text_encoder=text_encoder, tokenizer=tokenizer
+    )
+
+
+def _assemble_spec(
+    folder: Path,
+    base_id: str,
+    meta: dict[str, Any],
+    transformer: torch.nn.Module,
+    vae: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    null_text: torch.Tensor | None = None,
+    text_encoder: Any = None,
+    tokenizer: Any = None,
+) -> WanSpec:
+    """A spec for loaded parts: named by its transformer's weight hash, with the DED if one ships."""
     spec = WanSpec(
         base_id=base_id,
         transformer=transformer,
         vae=vae,
         meta=meta,
+        null_text=null_text,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         weight_hash=hash_weight_files(folder / "transformer"),
