@@ -141,6 +141,14 @@ def learn(
     size: Annotated[int | None, typer.Option(help="Square frame size in pixels.")] = None,
     crop: Annotated[str | None, typer.Option(help="Fit frames by centre crop, pad or stretch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    ded_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--ded-steps",
+            help="After the adapter, fine-tune the base's Detail Enhancement Decoder on the clips "
+            "for N steps (default 0 = off).",
+        ),
+    ] = None,
     device: DeviceOption = None,
     preview_photo: Annotated[
         Path | None, typer.Option(help="Photo for the preview GIF (default: a held-out FigureWorld figure).")
@@ -170,6 +178,7 @@ def learn(
         "crop": crop,
         "seed": seed,
         "device": device,
+        "ded_steps": ded_steps,
     }
     preset_name, config, animate_defaults = resolve_learn(preset, flags)
     lib = Library.open(library)
@@ -189,6 +198,7 @@ def learn(
     frame_size = config.size or spec.default_size
     _check_fits(spec, frame_count, frame_size)
     settings = config.train_settings(frame_count, frame_size)
+    _check_ded_finetune(spec, settings, from_flag=ded_steps is not None)
 
     report = run_preflight(clip_paths, frame_count, frame_size, config.crop)
     _show_preflight(report, frame_count, frame_size, config.crop)
@@ -220,6 +230,7 @@ def learn(
         "path": str(target),
         "library": str(lib.root),
         "adapter": str(target / "adapter.safetensors"),
+        "ded": str(target / manifest.ded.file) if manifest.ded is not None else None,
         "preview": str(target / "preview.gif"),
         "manifest": manifest.model_dump(mode="json", exclude={"losses"}),
         "warnings": report.warnings,
@@ -229,6 +240,13 @@ def learn(
     else:
         say(f"Learned '{action}' in {manifest.train_seconds:.0f} s; preview: {target / 'preview.gif'}")
         print(target)
+
+
+def _check_ded_finetune(spec: Any, settings: Any, *, from_flag: bool) -> None:
+    """DED fine-tuning needs a base that has a DED to start from."""
+    if settings.ded_finetune_steps and spec.ded is None:
+        where = "drop --ded-steps" if from_flag else "remove the DED fine-tuning steps from the preset"
+        raise UserError(f"Base '{spec.base_id}' has no Detail Enhancement Decoder to fine-tune; {where}.")
 
 
 def _read_preview_photo(path: Path) -> Any:
@@ -265,10 +283,13 @@ def _show_preflight(report: Any, frames: int, size: int, crop: str) -> None:
 def _run_fingerprint(report: Any, settings: Any, spec: Any) -> str:
     import json
 
+    from flashcli.core.settings import DED_FINETUNE_FIELDS
+
     return json.dumps(
         {
             "clips": [record.sha256 for record in report.records],
-            "settings": settings.model_dump(mode="json"),
+            # The DED fine-tuning runs after the adapter and is not checkpointed: --resume may change it.
+            "settings": settings.model_dump(mode="json", exclude=set(DED_FINETUNE_FIELDS)),
             "base_hash": spec.weight_hash,
         },
         sort_keys=True,
@@ -331,7 +352,8 @@ def _stage_action(
     result: Any,
     preview_still: Any,
 ) -> Any:
-    """Write adapter, preview and manifest into the staging folder; returns the manifest."""
+    """Write adapter, DED weights (if fine-tuned), preview and manifest into the staging folder;
+    returns the manifest."""
     from flashcli.core.adapter import save_adapter
     from flashcli.core.sampler import animate_photo
     from flashcli.core.settings import SampleSettings
@@ -341,6 +363,7 @@ def _stage_action(
 
     frames, size = settings.frames, settings.size
     save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
+    ded_record, ded = _stage_ded(folder, spec, result.ded)
     if preview_still is None:
         still, preview_source = _held_out_still(size, config.seed)
     else:
@@ -354,6 +377,7 @@ def _stage_action(
             sample,
             frames=frames,
             progress=progress.sample_step,
+            ded=ded,  # the preview shows the action as `animate` will: with its own DED
         )
     fps = report.median_fps
     write_video(folder / PREVIEW_FILE, video, fps, "gif")
@@ -379,11 +403,34 @@ def _stage_action(
         losses=[{name: float(value) for name, value in step.items()} for step in result.losses],
         animate_defaults=animate_defaults,
         adapter_sha256=file_hash(folder / ADAPTER_FILE),
+        ded=ded_record,
         preview_source=preview_source,
         versions=_versions(),
     )
     write_manifest(folder / MANIFEST_FILE, manifest)
     return manifest
+
+
+def _stage_ded(folder: Path, spec: Any, finetuned: Any | None) -> tuple[Any | None, Any | None]:
+    """Save the fine-tuned DED beside the adapter; returns its manifest record and the DED itself
+    (read back from the file, so the preview uses exactly what `animate` will load)."""
+    if finetuned is None:
+        return None, None
+    from flashcli.core.ded_finetune import load_finetuned_ded, save_finetuned_ded
+    from flashcli.library import DED_FILE, DedRecord
+    from flashcli.video import file_hash
+
+    path = save_finetuned_ded(folder / DED_FILE, finetuned.tensors, finetuned.metadata)
+    final = finetuned.losses[-1] if finetuned.losses else {}
+    record = DedRecord(
+        sha256=file_hash(path),
+        steps=len(finetuned.losses),
+        learning_rate=float(finetuned.metadata["learning_rate"]),
+        seconds=round(float(finetuned.seconds), 2),
+        final_losses={name: float(value) for name, value in final.items()},
+        losses=[{name: float(value) for name, value in step.items()} for step in finetuned.losses],
+    )
+    return record, load_finetuned_ded(path, spec)
 
 
 # -- animate ----------------------------------------------------------------------------------------
@@ -561,15 +608,17 @@ def animate(
     if ded is not None:  # the flag overrides the preset's use_ded
         sample = sample.model_copy(update={"use_ded": ded})
     adapters = _load_adapters(refs, spec)
+    action_ded, decoder = _choose_ded(refs, spec, use_ded=sample.use_ded)
 
     results = []
     for photo, image, out in zip(photos, images, outputs, strict=True):
-        video = _animate_one(spec, image, adapters, sample, frame_count, frame_size, config.crop, photo)
-        results.append(
-            _write_output(
-                out, fmt, video, out_fps, photo, refs, spec, base_source, config, preset_name, sample
-            )
+        video = _animate_one(
+            spec, image, adapters, sample, frame_count, frame_size, config.crop, photo, action_ded
         )
+        record = _write_output(
+            out, fmt, video, out_fps, photo, refs, spec, base_source, config, preset_name, sample, decoder
+        )
+        results.append(record)
     if json_output:
         print_json({"outputs": results})
     else:
@@ -607,6 +656,36 @@ def _load_adapters(refs: list[_ActionRef], spec: Any) -> list[tuple[Any, Any, fl
     return loaded
 
 
+def _choose_ded(refs: list[_ActionRef], spec: Any, *, use_ded: bool) -> tuple[Any | None, dict[str, Any]]:
+    """Which Detail Enhancement Decoder decodes: the action's fine-tuned one when a single action with
+    one is animated, else the base's (None: the spec's own). Returns it and the sidecar's record of it.
+
+    Combined actions share one decoder, and a DED tuned on one action's clips has no claim over the
+    others', so they get the base's DED (with a note on stderr)."""
+    from flashcli.core.ded_finetune import DedMismatchError, load_finetuned_ded
+    from flashcli.terminal import say
+    from flashcli.video import file_hash
+
+    base_record = {"ded": "base" if use_ded and spec.ded is not None else "none"}
+    tuned = [ref for ref in refs if ref.manifest is not None and ref.manifest.ded is not None]
+    if not use_ded or not tuned:
+        return None, base_record
+    if len(refs) > 1:
+        names = ", ".join(f"'{ref.label}'" for ref in tuned)
+        say(
+            f"note: actions are combined, so the base's Detail Enhancement Decoder decodes the video, "
+            f"not the fine-tuned one of {names}."
+        )
+        return None, base_record
+    ref = tuned[0]
+    path = ref.adapter_path.with_name(ref.manifest.ded.file)
+    try:
+        ded = load_finetuned_ded(path, spec)
+    except DedMismatchError as error:
+        raise UserError(f"Cannot use the fine-tuned DED of action '{ref.label}': {error}.") from None
+    return ded, {"ded": f"action '{ref.label}'", "file": str(path), "sha256": file_hash(path)}
+
+
 def _animate_one(
     spec: Any,
     image: Any,
@@ -616,6 +695,7 @@ def _animate_one(
     size: int,
     crop: str,
     photo: Path,
+    ded: Any | None = None,
 ) -> Any:
     from flashcli.core.adapter import AdapterMismatchError
     from flashcli.core.sampler import animate_photo
@@ -625,7 +705,9 @@ def _animate_one(
     still = fit_image(image, size, crop)  # type: ignore[arg-type]
     with StepProgress(f"animate {photo.name}", sample.steps) as progress:
         try:
-            return animate_photo(spec, still, adapters, sample, frames=frames, progress=progress.sample_step)
+            return animate_photo(
+                spec, still, adapters, sample, frames=frames, progress=progress.sample_step, ded=ded
+            )
         except AdapterMismatchError as error:
             raise UserError(str(error)) from None
 
@@ -642,6 +724,7 @@ def _write_output(
     config: Any,
     preset_name: str,
     sample: Any,
+    decoder: dict[str, Any],
 ) -> dict[str, Any]:
     import json
     from datetime import datetime, timezone
@@ -664,6 +747,7 @@ def _write_output(
             for ref in refs
         ],
         "base": {"id": spec.base_id, "source": base_source, "weight_hash": spec.weight_hash},
+        "decoder": decoder,  # which Detail Enhancement Decoder decoded: none, the base's, or an action's
         "frames": int(video.shape[0]),
         "size": int(video.shape[1]),
         "fps": fps,
@@ -781,6 +865,7 @@ def _action_details(
         "adapter": str(folder / ADAPTER_FILE),
         "manifest": str(folder / MANIFEST_FILE),
         "preview": str(folder / PREVIEW_FILE) if (folder / PREVIEW_FILE).is_file() else None,
+        "ded": str(folder / manifest.ded.file) if manifest.ded is not None else None,
     }
     written: dict[str, str] = {}
     if plot is not None:
@@ -794,6 +879,8 @@ def _action_details(
 
         written["contact_sheet"] = str(write_contact_sheet(contact_sheet, read_output(folder / PREVIEW_FILE)))
     curves = {term: sparkline(values) for term, values in loss_series(manifest.losses).items()}
+    if manifest.ded is not None and manifest.ded.losses:
+        curves["DED loss"] = sparkline([step["loss"] for step in manifest.ded.losses if "loss" in step])
     if show:
         _print_action(manifest, files, curves, written)
     return {"manifest": manifest.model_dump(mode="json"), "files": files, "written": written}
@@ -824,6 +911,14 @@ def _print_action(
         facts.add_row(key, str(getattr(manifest, key)))
     facts.add_row("base hash", manifest.base_hash[:16])
     facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))
+    if manifest.ded is not None:
+        ded = manifest.ded
+        final = ded.final_losses.get("loss", float("nan"))
+        facts.add_row(
+            "DED", f"fine-tuned on the clips: {ded.steps} steps, lr {ded.learning_rate:g}, loss {final:.4f}"
+        )
+    else:
+        facts.add_row("DED", "the base's (not fine-tuned)")
     facts.add_row("preview from", manifest.preview_source)
     console.print(facts)
     clips = Table(title="Clips", title_justify="left")

@@ -41,6 +41,9 @@ class LearnConfig(BaseModel):
     device: Device = "auto"
     preview_steps: int = Field(default=8, ge=1, le=200)
     checkpoint_every: int = Field(default=50, ge=0)
+    # Steps of fine-tuning the base's Detail Enhancement Decoder on the clips after the adapter
+    # (`--ded-steps`); None = the core's ded_finetune_steps ([learn.core] or its default, 0 = off).
+    ded_steps: int | None = Field(default=None, ge=0, le=100_000)
     # The Motion Alignment Module's switches (the paper's ablation axes), validated by the core.
     align: AlignSettings = Field(default_factory=AlignSettings)
     # Further TrainSettings fields (warmup_steps, targets, precision, ...) passed to the core as
@@ -52,6 +55,9 @@ class LearnConfig(BaseModel):
         the base (without a base, the core's defaults stand in for validation)."""
         frames = self.frames or frames
         size = self.size or size
+        core = dict(self.core)
+        if self.ded_steps is not None:  # the flag (or [learn] key) wins over [learn.core]
+            core["ded_finetune_steps"] = self.ded_steps
         return TrainSettings(
             **({"frames": frames} if frames else {}),
             **({"size": size} if size else {}),
@@ -61,7 +67,7 @@ class LearnConfig(BaseModel):
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
             align=self.align,
-            **self.core,
+            **core,
         )
 
 

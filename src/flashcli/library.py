@@ -5,6 +5,7 @@ Layout of the library root (platform user data dir, or FLASH_HOME, or --library)
     <root>/<action>/adapter.safetensors   LoRA weights with a metadata header (written by the core)
     <root>/<action>/action.json           the manifest below
     <root>/<action>/preview.gif           the action animated from a held-out still
+    <root>/<action>/ded.safetensors       only with `learn --ded-steps N`: the fine-tuned DED's weights
     <root>/.staging-*/                    actions being written (invisible until renamed into place)
     <root>/.checkpoints/<action>/         training checkpoints for `flash learn --resume`
     <root>/.locks/                        file locks
@@ -38,7 +39,8 @@ from flashcli.video import content_hash
 MANIFEST_FILE = "action.json"
 ADAPTER_FILE = "adapter.safetensors"
 PREVIEW_FILE = "preview.gif"
-ACTION_FILES = (MANIFEST_FILE, ADAPTER_FILE, PREVIEW_FILE)
+DED_FILE = "ded.safetensors"
+ACTION_FILES = (MANIFEST_FILE, ADAPTER_FILE, PREVIEW_FILE, DED_FILE)
 MANIFEST_VERSION = 1
 EXPORT_SUFFIX = ".flash"
 _STAGING_PREFIX = ".staging-"
@@ -62,6 +64,20 @@ class ClipRecord(BaseModel):
     height: int
     frames_used: int
     sampling: str
+
+
+class DedRecord(BaseModel):
+    """The action's fine-tuned Detail Enhancement Decoder (`learn --ded-steps N`), kept in DED_FILE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = DED_FILE
+    sha256: str
+    steps: int
+    learning_rate: float
+    seconds: float
+    final_losses: dict[str, float]
+    losses: list[dict[str, float]] = Field(default_factory=list)
 
 
 class ActionManifest(BaseModel):
@@ -91,6 +107,8 @@ class ActionManifest(BaseModel):
     # The preset's [animate] table at learn time: `animate` samples the action this way by default.
     animate_defaults: dict[str, Any] = Field(default_factory=dict)
     adapter_sha256: str
+    # None: the action has no DED of its own; `animate` decodes with the base's DED (if any).
+    ded: DedRecord | None = None
     preview_source: str
     versions: dict[str, str]
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -289,7 +307,7 @@ class Library:
         return target
 
     def export(self, name: str, destination: Path) -> Path:
-        """Pack an action into one zip file (`.flash`) holding its manifest, adapter and preview."""
+        """Pack an action into one zip file (`.flash`): its manifest, adapter, preview and DED weights."""
         folder = self.require(name)
         if destination.is_dir():
             destination = destination / f"{name}{EXPORT_SUFFIX}"
@@ -322,7 +340,8 @@ class Library:
             if not {MANIFEST_FILE, ADAPTER_FILE} <= members or not members <= set(ACTION_FILES):
                 raise UserError(
                     f"'{source}' is not a flash export file "
-                    f"(it must hold exactly {', '.join(ACTION_FILES)}); "
+                    f"(it must hold {MANIFEST_FILE} and {ADAPTER_FILE}, and nothing but "
+                    f"{', '.join(ACTION_FILES)}); "
                     "make one with `flash export NAME`."
                 )
             manifest = parse_manifest(archive.read(MANIFEST_FILE), source)
@@ -331,16 +350,31 @@ class Library:
                 raise UserError(
                     f"The adapter inside '{source}' does not match its manifest; export it again."
                 )
+            ded_bytes = _exported_ded(archive, manifest, source)
             target_name = check_action_name(name or manifest.name)
             with self.writing(target_name, force=force) as staging:
                 (staging.path / ADAPTER_FILE).write_bytes(adapter_bytes)
                 if PREVIEW_FILE in members:
                     (staging.path / PREVIEW_FILE).write_bytes(archive.read(PREVIEW_FILE))
+                if ded_bytes is not None:
+                    (staging.path / DED_FILE).write_bytes(ded_bytes)
                 write_manifest(
                     staging.path / MANIFEST_FILE, manifest.model_copy(update={"name": target_name})
                 )
                 staging.commit(force=force)
         return target_name
+
+
+def _exported_ded(archive: zipfile.ZipFile, manifest: ActionManifest, source: Path) -> bytes | None:
+    """The fine-tuned DED inside an export file, checked against its manifest (None when it has none)."""
+    present = DED_FILE in archive.namelist()
+    if manifest.ded is None:
+        if present:
+            raise UserError(f"'{source}' holds a {DED_FILE} its manifest does not list; export it again.")
+        return None
+    if not present or content_hash(ded_bytes := archive.read(DED_FILE)) != manifest.ded.sha256:
+        raise UserError(f"The DED weights inside '{source}' do not match its manifest; export it again.")
+    return ded_bytes
 
 
 def parse_manifest(raw: bytes | str, source: Path) -> ActionManifest:

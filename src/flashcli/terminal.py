@@ -111,12 +111,12 @@ class StepProgress:
 
     def train_step(self, report: StepReport) -> None:
         timing = f"{report.seconds_per_step:.2f} s/step  ETA {format_seconds(report.eta_seconds)}"
-        if getattr(report, "phase", "train") != "train":
-            # The trainer first encodes every clip and augmented copy once (no losses yet).
-            self.update(report.step, report.total, timing, title=f"{self.title}: {report.phase}")
-            return
+        phase = getattr(report, "phase", "train")
+        # Other phases ("encode": the clips go through the VAE once, no losses yet; "ded": the DED
+        # fine-tuning after the adapter) get their own title, so the bar says what it is counting.
+        title = None if phase == "train" else f"{self.title}: {phase}"
         losses = " ".join(f"{name} {value:.4f}" for name, value in report.losses.items())
-        self.update(report.step, report.total, f"{losses}  {timing}")
+        self.update(report.step, report.total, f"{losses}  {timing}" if losses else timing, title=title)
 
     def sample_step(self, step: int, total: int) -> None:
         elapsed = time.monotonic() - self._started

@@ -69,6 +69,11 @@ MISTAKES = {
     "resume with nothing to resume": Mistake(
         lambda ws, s: learn(ws, ws.clips, "--resume"), "Nothing to resume", in_subprocess=False
     ),
+    "DED fine-tuning on a base without a DED": Mistake(
+        lambda ws, s: learn(ws, ws.clips, "--ded-steps", "3"),
+        "Base 'tiny-test' has no Detail Enhancement Decoder to fine-tune; drop --ded-steps.",
+        in_subprocess=False,
+    ),
     "frames that do not fit the base": Mistake(
         lambda ws, s: learn(ws, ws.clips, "--frames", "6"), "4k+1", in_subprocess=False
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -62,11 +62,13 @@ def animate_photo(
     *,
     frames: int,
     progress: Callable[[int, int], None] | None = None,
+    ded: Any | None = None,
 ) -> np.ndarray:
     """Animate `photo` (uint8 (H, W, 3)) with the adapters; returns uint8 (frames, H, W, 3), frame 0 == photo.
 
     adapters: (tensors, metadata, strength) each, strength 0..2. progress(done, total) counts the
-    denoising steps plus one final unit for decoding (which is slow on CPU).
+    denoising steps plus one final unit for decoding (which is slow on CPU). ded: a Detail
+    Enhancement Decoder to use instead of the base's (an action's fine-tuned one), when settings.use_ded.
     """
     reference = photo_to_tensor(photo).unsqueeze(0)
     height, width = photo.shape[:2]
@@ -104,7 +106,7 @@ def animate_photo(
     with torch.no_grad(), adapters_attached(spec, adapters):
         final = sample(velocity, latents, sampling_sigmas(settings.steps, shift), callback=report)
     final[:, :, :1] = condition
-    video = spec.decode(final, reference_photo=reference, use_ded=settings.use_ded)
+    video = spec.decode(final, reference_photo=reference, use_ded=settings.use_ded, ded=ded)
     if progress is not None:
         progress(settings.steps + 1, settings.steps + 1)
     result = tensor_to_video(video[0])

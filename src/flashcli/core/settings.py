@@ -16,6 +16,9 @@ ALL_LORA_TARGETS: tuple[str, ...] = DEFAULT_LORA_TARGETS + (
     "attn2.to_out.0",
 )
 
+# TrainSettings fields of the learn-time DED fine-tuning (not part of the adapter's training).
+DED_FINETUNE_FIELDS: tuple[str, ...] = ("ded_finetune_steps", "ded_finetune_lr", "ded_finetune_crop")
+
 # The paper's six ablation variants, as switches (strong_augment, motion, correspondence, detail).
 VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
     "none": (False, False, False, False),
@@ -106,6 +109,15 @@ class TrainSettings(BaseModel):
     augment_copies: int = Field(default=4, ge=1, description="augmented copies per clip, encoded once")
     checkpoint_every: int = Field(default=0, ge=0, description="0 = no checkpoints")
     align: AlignSettings = Field(default_factory=AlignSettings)
+    # After the adapter: fine-tune a copy of the base's Detail Enhancement Decoder on the action's
+    # own clips (0 = off; the base's DED is then used as is). See docs/ded.md.
+    ded_finetune_steps: int = Field(default=0, ge=0, description="DED fine-tuning steps; 0 = off")
+    ded_finetune_lr: float = Field(default=1e-4, gt=0, description="learning rate of the DED fine-tuning")
+    ded_finetune_crop: int = Field(
+        default=0,
+        ge=0,
+        description="square window (pixels) decoded per DED step, to bound memory; 0 = whole frames",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:

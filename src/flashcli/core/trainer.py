@@ -36,9 +36,10 @@ from flashcli.core.flow import (
     velocity_target,
 )
 from flashcli.core.pixels import video_to_tensor
-from flashcli.core.settings import TrainSettings
+from flashcli.core.settings import DED_FINETUNE_FIELDS, TrainSettings
 
 if TYPE_CHECKING:
+    from flashcli.core.ded_finetune import DedFinetuneResult
     from flashcli.core.specs.wan import WanSpec
 
 TRAIN_ADAPTER_NAME = "flash_train"
@@ -51,7 +52,8 @@ class TrainProgress:
     """One report to the progress callback.
 
     phase "encode": the clips and their augmented copies go through the VAE once (step = videos
-    encoded so far, losses empty, learning_rate 0); phase "train": one report per optimiser step.
+    encoded so far, losses empty, learning_rate 0); phase "train": one report per optimiser step;
+    phase "ded" (only with settings.ded_finetune_steps): one report per step of the DED fine-tuning.
     """
 
     step: int
@@ -69,6 +71,8 @@ class TrainResult:
     metadata: dict[str, str]
     losses: list[dict[str, float]]
     train_seconds: float
+    # The fine-tuned Detail Enhancement Decoder, when settings.ded_finetune_steps > 0 (else None).
+    ded: DedFinetuneResult | None = None
 
 
 @dataclasses.dataclass
@@ -96,6 +100,8 @@ def train_adapter(
     clips: uint8 (frames, size, size, 3) each; masks (optional): bool (frames, size, size), the figure.
     With checkpoint_dir and settings.checkpoint_every, state is saved every N steps; resume=True
     continues from it and ends with exactly the weights an uninterrupted run would have.
+    With settings.ded_finetune_steps, a copy of the base's DED is then fine-tuned on the clips
+    (`flashcli.core.ded_finetune`) and returned in `TrainResult.ded`.
     """
     started = time.perf_counter()
     _check_inputs(spec, clips, masks, settings)
@@ -171,6 +177,11 @@ def train_adapter(
             spec.transformer.disable_gradient_checkpointing()
         spec.transformer.delete_adapters(TRAIN_ADAPTER_NAME)
 
+    ded = None
+    if settings.ded_finetune_steps:
+        from flashcli.core.ded_finetune import finetune_ded
+
+        ded = finetune_ded(spec, data.latents, clips, settings, progress=progress)
     train_seconds = previous_seconds + time.perf_counter() - started
     metadata = adapter_metadata(
         spec,
@@ -188,7 +199,9 @@ def train_adapter(
             "ded": "true" if settings.align.detail_enhance else "false",
         },
     )
-    return TrainResult(adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds)
+    return TrainResult(
+        adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds, ded=ded
+    )
 
 
 # ----- one optimisation step -----------------------------------------------------------------------
@@ -301,6 +314,8 @@ def _check_inputs(
 ) -> None:
     if not clips:
         raise ValueError("training needs at least one clip")
+    if settings.ded_finetune_steps and spec.ded is None:
+        raise ValueError(f"base {spec.base_id!r} has no Detail Enhancement Decoder to fine-tune")
     spec.check_video_shape(settings.frames, settings.size, settings.size)
     expected = (settings.frames, settings.size, settings.size, 3)
     for index, clip in enumerate(clips):
@@ -401,8 +416,9 @@ def _make_alignment(spec: WanSpec, settings: TrainSettings, frames_latent: int) 
 
 
 def _settings_fingerprint(settings: TrainSettings) -> str:
-    # checkpoint_every may change between runs without changing the result.
-    return json.dumps(settings.model_dump(exclude={"checkpoint_every"}), sort_keys=True)
+    # checkpoint_every may change between runs without changing the result, and the DED
+    # fine-tuning runs after the adapter (it is not checkpointed), so neither invalidates a checkpoint.
+    return json.dumps(settings.model_dump(exclude={"checkpoint_every", *DED_FINETUNE_FIELDS}), sort_keys=True)
 
 
 def _write_checkpoint(

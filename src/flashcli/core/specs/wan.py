@@ -337,23 +337,30 @@ class WanSpec:
 
     # ----- decoding --------------------------------------------------------------------------------
 
+    def to_vae_space(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (as encode_video returns) -> the VAE's own space (as vae.decode takes), fp32."""
+        mean, std = self._latent_stats()
+        return latents.to(self.device, torch.float32) * std + mean
+
     @torch.no_grad()
     def decode(
         self,
         latents: torch.Tensor,
         reference_photo: torch.Tensor | None = None,
         use_ded: bool = True,
+        ded: Any | None = None,
     ) -> torch.Tensor:
         """Normalised latents (B, z, T, h, w) -> pixels (B, 3, F, H, W) in [-1, 1], fp32.
 
-        With a reference photo (B, 3, H, W) the Detail Enhancement Decoder (when the base has one and
-        use_ded) carries its detail into every frame, and frame 0 is the photo itself, exactly.
+        With a reference photo (B, 3, H, W) the Detail Enhancement Decoder (when use_ded: `ded` if
+        given, e.g. one fine-tuned for an action, else the base's own) carries its detail into every
+        frame, and frame 0 is the photo itself, exactly.
         """
-        mean, std = self._latent_stats()
-        raw = latents.to(self.device, torch.float32) * std + mean
+        raw = self.to_vae_space(latents)
         reference = None if reference_photo is None else reference_photo.to(self.device, torch.float32)
-        if self.ded is not None and use_ded and reference is not None:
-            video = self.ded.decode(raw, reference)
+        decoder = ded if ded is not None else self.ded
+        if decoder is not None and use_ded and reference is not None:
+            video = decoder.decode(raw, reference)
         else:
             video = self.vae.decode(raw).sample
         video = video.float().clamp(-1, 1)
