@@ -34,6 +34,8 @@ from tiny_pretrain.export import export_base
 from tiny_pretrain.latent_cache import build_latent_cache, sample_latent_stats
 from tiny_pretrain.vae_stage import load_trained_vae, train_vae
 
+from flashcli.core.devices import resolve_device
+
 STAGES = ("vae", "encode", "dit", "export")
 
 
@@ -46,10 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--export-dir", type=Path, default=Path("src/flashcli/weights/tiny"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to train")
     parser.add_argument("--vae-steps", type=int, default=None, help="total VAE steps (schedule length)")
     parser.add_argument("--vae-batch", type=int, default=None)
     parser.add_argument("--vae-window", type=int, default=None, help="consecutive frames per VAE sample")
     parser.add_argument("--vae-crop", type=int, default=None, help="square crop size of VAE samples")
+    parser.add_argument("--vae-image-fraction", type=float, default=None, help="share of single-frame steps")
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
@@ -66,7 +70,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
-    run = RunSettings(seed=args.seed, threads=args.threads, run_dir=args.run_dir, export_dir=args.export_dir)
+    run = RunSettings(
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        run_dir=args.run_dir,
+        export_dir=args.export_dir,
+    )
     if args.vae_steps is not None:
         run.vae.steps = args.vae_steps
     if args.vae_batch is not None:
@@ -75,6 +85,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run.vae.window_frames = args.vae_window
     if args.vae_crop is not None:
         run.vae.crop = args.vae_crop
+    if args.vae_image_fraction is not None:
+        run.vae.image_fraction = args.vae_image_fraction
     if args.encode_clips is not None:
         run.encode.clips = args.encode_clips
     if args.dit_steps is not None:
@@ -125,6 +137,11 @@ def main(argv: list[str]) -> int:
         print(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}", file=sys.stderr)
         return 2
     run = run_settings(args)
+    try:
+        resolve_device(run.device)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     torch.set_num_threads(run.threads)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if {"vae", "dit"} & set(stages):  # a record of the last training invocation (checkpoints hold theirs)

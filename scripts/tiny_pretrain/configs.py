@@ -74,6 +74,11 @@ class VaeStageSettings(BaseModel):
     # fell to 7 dB on frames 13-16 (chunk positions it never saw). Crops keep the step cost down.
     window_frames: int = Field(default=17, ge=1, description="consecutive frames per sample (4k+1)")
     crop: int = Field(default=48, ge=16, description="square random crop, a multiple of the VAE's x4")
+    # Single-frame steps (joint image + video training, as Wan's VAE was trained): a batch of 32 frames
+    # from 32 clips costs about what 2 whole clips cost, and teaches colour and shape far faster than
+    # 2 clips' worth of near-identical frames. The clip steps train the temporal taps and the cache.
+    image_fraction: float = Field(default=0.75, ge=0, le=1, description="share of steps on single frames")
+    image_batch: int = Field(default=32, ge=1, description="frames per single-frame step")
     pool_clips: int = Field(default=240, ge=1, description="clips rendered once and sampled from")
     learning_rate: float = Field(default=1e-3, gt=0)
     min_learning_rate: float = Field(default=1e-4, gt=0)
@@ -118,6 +123,8 @@ class RunSettings(BaseModel):
     seed: int = 0
     # One thread: on the shared, oversubscribed 2-core box a 2-thread step measured 5x slower than 1 thread.
     threads: int = Field(default=1, ge=1)
+    # Where the models train: a CUDA GPU does the whole recipe in minutes; checkpoints stay portable.
+    device: str = Field(default="cpu", description="cpu, cuda or auto (cuda when present)")
     run_dir: Path = Path("runs/tiny")
     export_dir: Path = Path("src/flashcli/weights/tiny")
     data: DataSettings = Field(default_factory=DataSettings)

@@ -17,6 +17,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
 from flashcli.core import flow
+from flashcli.core.devices import resolve_device
 from flashcli.core.specs import WanSpec
 
 from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
@@ -54,8 +55,9 @@ def first_frame_flow_loss(
     spec: WanSpec, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
 ) -> torch.Tensor:
     """Velocity MSE on frames 1..T-1 with latent frame 0 held clean (the photo), as `learn` trains."""
-    sigma = flow.training_sigmas(x0.shape[0], generator, shift)
-    noise = torch.randn(x0.shape, generator=generator)
+    # The generator lives on the CPU so runs are seeded the same on any device.
+    sigma = flow.training_sigmas(x0.shape[0], generator, shift).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     noisy = flow.noisy_with_clean_first_frame(x0, noise, sigma)
     prediction = spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
     return flow.flow_loss(prediction, flow.velocity_target(x0, noise))
@@ -74,8 +76,11 @@ def train_dit(
     vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
 
     torch.manual_seed(run.seed + 10)
-    transformer = build_transformer()
-    null_text = torch.nn.Parameter(torch.randn(NULL_TEXT_TOKENS, TEXT_DIM) * 0.02)
+    device = resolve_device(run.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
+    transformer = build_transformer().to(device)
+    null_text = torch.nn.Parameter((torch.randn(NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
     generator = torch.Generator().manual_seed(run.seed + 11)
     step, elapsed = 0, 0.0
     state = load_checkpoint(dit_checkpoint_path(run))
@@ -134,7 +139,9 @@ def train_dit(
         )
 
     autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16) if settings.autocast_bf16 else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if settings.autocast_bf16
+        else contextlib.nullcontext()
     )
     while step < settings.steps:
         if time_limit is not None and time.time() - started > time_limit:
@@ -146,7 +153,7 @@ def train_dit(
         for group in optimizer.param_groups:
             group["lr"] = lr
         picks = torch.randint(latents.shape[0], (settings.batch_size,), generator=generator)
-        x0 = latents[picks]
+        x0 = latents[picks].to(device)
         # Some steps see only the first latent frames: the causal VAE makes that prefix exactly the latent
         # of a shorter clip, so the base also serves 9-frame presets.
         if float(torch.rand((), generator=generator)) < settings.short_fraction:

@@ -6,6 +6,7 @@ when the VAE weights are unchanged, and dropped with a note when they changed (i
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,22 @@ def existing_ded(folder: Path, spec: WanSpec) -> Any | None:
     return DetailEnhancedDecoder.from_folder(folder / "ded", spec.vae, device=spec.device)
 
 
+def on_cpu(spec: WanSpec) -> WanSpec:
+    """A CPU copy of a spec that trains on a GPU: the shipped base is fp32 on CPU, and the training
+    models must stay where their optimizer state is."""
+    if spec.device.type == "cpu":
+        return spec
+    return WanSpec(
+        base_id=spec.base_id,
+        transformer=copy.deepcopy(spec.transformer).to("cpu"),
+        vae=copy.deepcopy(spec.vae).to("cpu"),
+        meta=spec.meta,
+        null_text=None if spec.null_text is None else spec.null_text.to("cpu"),
+    )
+
+
 def export_base(folder: Path, spec: WanSpec, null_text: torch.Tensor, meta: dict[str, Any]) -> Path:
+    spec, null_text = on_cpu(spec), null_text.detach().to("cpu")
     ded = existing_ded(folder, spec)
     path = save_base(folder, spec.transformer, spec.vae, null_text, meta, ded=ded)
     print(f"exported base to {path} ({meta.get('pretraining', {})})", flush=True)

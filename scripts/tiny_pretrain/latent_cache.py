@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from flashcli.core.devices import resolve_device
+
 from .configs import RunSettings
 from .data import render_pool, to_model_range
 from .vae_stage import load_trained_vae
@@ -26,7 +28,8 @@ def latent_cache_path(run: RunSettings) -> Path:
 @torch.no_grad()
 def encode_clip(vae: torch.nn.Module, clip: np.ndarray) -> torch.Tensor:
     video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
-    return vae.encode(video).latent_dist.mode()[0]
+    device = next(vae.parameters()).device
+    return vae.encode(video.to(device)).latent_dist.mode()[0].cpu()
 
 
 def channel_stats(latents: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -45,6 +48,7 @@ def sample_latent_stats(
 
 def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     vae, vae_state = load_trained_vae(run)
+    vae.to(resolve_device(run.device))
     path = latent_cache_path(run)
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=False)

@@ -17,6 +17,8 @@ import torch
 from diffusers import AutoencoderKLWan
 from einops import rearrange
 
+from flashcli.core.devices import resolve_device
+
 from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
 from .configs import VAE_CONFIG, Z_DIM, RunSettings
 from .data import render_pool, to_model_range
@@ -55,8 +57,8 @@ def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
 def reconstruct(vae: AutoencoderKLWan, clip: np.ndarray) -> np.ndarray:
     """uint8 (F, H, W, 3) -> uint8 reconstruction through the posterior mode, as the spec encodes."""
     video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
-    latent = vae.encode(video).latent_dist.mode()
-    decoded = vae.decode(latent).sample.clamp(-1, 1)
+    latent = vae.encode(video.to(vae.device)).latent_dist.mode()
+    decoded = vae.decode(latent).sample.clamp(-1, 1).cpu()
     pixels = rearrange(decoded[0], "c f h w -> f h w c")
     return ((pixels + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
 
@@ -95,7 +97,8 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
     )
 
     torch.manual_seed(run.seed)
-    vae = build_vae().train()
+    device = resolve_device(run.device)
+    vae = build_vae().to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(run.seed + 1)
     step, elapsed = 0, 0.0
@@ -134,7 +137,11 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
         )
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = sample_batch(pool, settings.window_frames, settings.crop, settings.batch_size, generator)
+        if float(torch.rand((), generator=generator)) < settings.image_fraction:
+            batch = sample_batch(pool, 1, settings.crop, settings.image_batch, generator)
+        else:
+            batch = sample_batch(pool, settings.window_frames, settings.crop, settings.batch_size, generator)
+        batch = batch.to(device)
         posterior = vae.encode(batch).latent_dist
         # Decode the posterior mean, as the spec encodes: sampling starts at std 1 and the encoder needs
         # thousands of steps to shrink it, which kept PSNR below 19 dB for the first 250 steps.
@@ -155,6 +162,7 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
             "l1": l1.item(),
             "mse": mse.item(),
             "kl": kl.item(),
+            "frames": int(batch.shape[2]),
             "lr": lr,
             "seconds": time.time() - tick,
             "elapsed": elapsed + time.time() - started,

@@ -181,7 +181,7 @@ class WanSpec:
         return self.default_motion_blocks[:4]
 
     def frames_ok(self, frames: int) -> bool:
-        """Wan's causal VAE wants 4k+1 frames; at least one generated latent frame after the photo."""
+        """(temporal factor)k+1 frames for the causal VAE, and at least one generated latent frame."""
         return frames > 1 and (frames - 1) % self.temporal_factor == 0
 
     def latent_frames(self, frames: int) -> int:
