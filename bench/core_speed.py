@@ -6,6 +6,7 @@ FigureWorld clips at the base's default size and frame count.
 
     python bench/core_speed.py                      # markdown table on stdout
     python bench/core_speed.py --steps 12 --threads 1 --json bench/results/core_speed.json
+    python bench/core_speed.py --scaling --threads 1   # how learn and animate grow with clips, frames, size
 """
 
 from __future__ import annotations
@@ -60,22 +61,24 @@ def _load_spec(base: str):
     return load_base(folder, device="cpu"), "random weights, tiny config (tiny not installed yet)"
 
 
-def _clips(spec, count: int) -> list:
+def _clips(spec, count: int, *, frames: int | None = None, size: int | None = None) -> list:
     from flashcli.figureworld import render_clip
 
     return [
-        render_clip("wave", seed, size=spec.default_size, frames=spec.default_frames).frames
+        render_clip("wave", seed, size=size or spec.default_size, frames=frames or spec.default_frames).frames
         for seed in range(count)
     ]
 
 
 def _train_step_seconds(spec, clips, variant: str, steps: int) -> tuple[float, float]:
+    """(median seconds per step, seconds before the first step: encoding the clips and their copies)."""
     from flashcli.core.settings import AlignSettings, TrainSettings
     from flashcli.core.trainer import train_adapter
 
+    frames, size = clips[0].shape[0], clips[0].shape[1]
     settings = TrainSettings(
-        frames=spec.default_frames,
-        size=spec.default_size,
+        frames=frames,
+        size=size,
         steps=steps,
         rank=16,
         augment_copies=2,
@@ -95,7 +98,7 @@ def _train_step_seconds(spec, clips, variant: str, steps: int) -> tuple[float, f
     return statistics.median(durations), setup
 
 
-def _sample_seconds(spec, photo, sample_steps: int, repeats: int) -> float:
+def _sample_seconds(spec, photo, sample_steps: int, repeats: int, frames: int | None = None) -> float:
     from flashcli.core.sampler import animate_photo
     from flashcli.core.settings import SampleSettings
 
@@ -103,10 +106,55 @@ def _sample_seconds(spec, photo, sample_steps: int, repeats: int) -> float:
     for seed in range(repeats):
         started = time.perf_counter()
         animate_photo(
-            spec, photo, [], SampleSettings(steps=sample_steps, seed=seed), frames=spec.default_frames
+            spec,
+            photo,
+            [],
+            SampleSettings(steps=sample_steps, seed=seed),
+            frames=frames or spec.default_frames,
         )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+# (clips, frames, size) around the quick preset's 8 clips x 9 frames x 64 px: one axis moves at a time.
+SCALING_GRID = [(4, 9, 64), (8, 9, 64), (16, 9, 64), (8, 17, 64), (8, 9, 128)]
+
+
+def _scaling(spec, args: argparse.Namespace) -> list[dict]:
+    """Setup (encoding), seconds per step of the full method, and one video, per grid point."""
+    rows = []
+    for clips_count, frames, size in SCALING_GRID:
+        clips = _clips(spec, clips_count, frames=frames, size=size)
+        per_step, setup = _train_step_seconds(spec, clips, "augment_both", args.steps)
+        video = _sample_seconds(spec, clips[0][0], args.sample_steps, args.repeats, frames=frames)
+        rows.append(
+            {
+                "clips": clips_count,
+                "frames": frames,
+                "size": size,
+                "encode_seconds": setup,
+                "step_seconds": per_step,
+                "video_seconds": video,
+            }
+        )
+        print(f"scaling {clips_count} clips, {frames} frames, {size}px done", file=sys.stderr, flush=True)
+    return rows
+
+
+def _print_scaling(rows: list[dict], args: argparse.Namespace) -> None:
+    base = rows[1]  # the quick preset's shape
+    print(
+        f"full method (augment + both alignments), {args.sample_steps}-step videos; x = ratio to 8 x 9 x 64"
+    )
+    print("| clips | frames | size | encode s | x | s/step | x | video s | x |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['clips']} | {row['frames']} | {row['size']} | {row['encode_seconds']:.1f} | "
+            f"{row['encode_seconds'] / base['encode_seconds']:.2f} | {row['step_seconds']:.3f} | "
+            f"{row['step_seconds'] / base['step_seconds']:.2f} | {row['video_seconds']:.2f} | "
+            f"{row['video_seconds'] / base['video_seconds']:.2f} |"
+        )
 
 
 def main() -> None:
@@ -120,11 +168,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="sampled videos (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--scaling", action="store_true", help="time the clips / frames / size grid instead of the variants"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     spec, source = _load_spec(args.base)
+    if args.scaling:
+        rows = _scaling(spec, args)
+        print(f"base: {source}; torch threads {torch.get_num_threads()}; steps {args.steps}")
+        _print_scaling(rows, args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"base": source, "threads": torch.get_num_threads(), "scaling": rows}
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        return
     clips = _clips(spec, args.clips)
     rows = []
     for label, variant in VARIANTS.items():

@@ -26,7 +26,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from einops import rearrange
 
-from flashcli.core.ded import DetailEnhancedDecoder, ded_loss, psnr
+from flashcli.core.ded import DetailEnhancedDecoder, ded_loss, moved_mask, psnr
 from flashcli.figureworld import PRETRAIN_ACTIONS, render_clip
 
 TRAIN_SEED_START = 2_000_000  # disjoint from the tiny VAE's train (0..) and held-out (1_000_000..) seeds
@@ -65,6 +65,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--transfer-lr-scale", type=float, default=10.0)
+    parser.add_argument(
+        "--moved-weight",
+        type=float,
+        default=0.0,
+        help="extra L1 weight on pixels that moved away from the photo (against holding its pose)",
+    )
     parser.add_argument("--no-transfer", action="store_true", help="no output detail-transfer block")
     parser.add_argument("--clips-per-action", type=int, default=2)
     parser.add_argument("--crops-per-clip", type=int, default=2)
@@ -164,13 +170,21 @@ def sample_batch(
 
 @torch.no_grad()
 def validate(ded: DetailEnhancedDecoder, data: dict[str, torch.Tensor]) -> dict[str, float]:
-    """PSNR of frames 1.. with and without the DED on whole validation clips."""
-    plain, enhanced = [], []
+    """PSNR of frames 1.. with and without the DED on whole validation clips, also on moved pixels only."""
+    scores: dict[str, list[float]] = {name: [] for name in ("plain", "ded", "moved_plain", "moved_ded")}
     for latents, video in zip(data["latents"].split(1), data["videos"].split(1), strict=True):
         target = video[:, :, 1:]
-        plain.append(float(psnr(ded.vae.decode(latents).sample[:, :, 1:], target)))
-        enhanced.append(float(psnr(ded.decode(latents, video[:, :, 0])[:, :, 1:], target)))
-    return {"val_psnr_plain": float(np.mean(plain)), "val_psnr_ded": float(np.mean(enhanced))}
+        moved = moved_mask(target, video[:, :, 0])
+        for name, output in (
+            ("plain", ded.vae.decode(latents).sample[:, :, 1:]),
+            ("ded", ded.decode(latents, video[:, :, 0])[:, :, 1:]),
+        ):
+            scores[name].append(float(psnr(output, target)))
+            moved_mse = (
+                ((output - target) ** 2).mean(dim=1, keepdim=True) * moved
+            ).sum() / moved.sum().clamp_min(1)
+            scores[f"moved_{name}"].append(float(10 * torch.log10(4 / moved_mse.clamp_min(1e-12))))
+    return {f"val_psnr_{name}": float(np.mean(values)) for name, values in scores.items()}
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -277,7 +291,12 @@ def main() -> None:
                 group["lr"] = learning_rate(step, args) * group["scale"]
             latents, videos = sample_batch(train, args.batch, generator)
             prediction = ded.decode(latents, videos[:, :, 0])
-            losses = ded_loss(prediction[:, :, 1:], videos[:, :, 1:])
+            losses = ded_loss(
+                prediction[:, :, 1:],
+                videos[:, :, 1:],
+                reference=videos[:, :, 0],
+                moved_weight=args.moved_weight,
+            )
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()

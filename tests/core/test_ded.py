@@ -205,3 +205,22 @@ def test_detail_transfer_puts_the_photos_lost_detail_back_into_frame_0() -> None
     plain_error = (plain[:, :, 0] - reference).abs().mean()
     enhanced_error = (enhanced[:, :, 0] - reference).abs().mean()
     assert enhanced_error < 0.01 * plain_error
+
+
+def test_moved_pixel_term_punishes_copying_the_photo_where_the_figure_moved() -> None:
+    torch.manual_seed(0)
+    photo = torch.rand(1, 3, 16, 16) * 2 - 1
+    target = photo.unsqueeze(2).repeat(1, 1, 3, 1, 1)
+    target[:, :, 1:, :8, :8] = -photo[:, :, None, :8, :8]  # the top-left quarter moves in frames 1..
+    copy_of_photo = photo.unsqueeze(2).repeat(1, 1, 3, 1, 1)
+
+    plain = ded_loss(copy_of_photo, target)
+    weighted = ded_loss(copy_of_photo, target, reference=photo, moved_weight=2.0)
+    assert "moved_l1" not in plain
+    # Only the moved quarter counts, so its L1 is the whole error concentrated there.
+    assert float(weighted["moved_l1"]) > 3 * float(plain["l1"])
+    assert float(weighted["loss"]) > float(plain["loss"])
+    # A perfect prediction pays nothing extra.
+    assert float(ded_loss(target, target, reference=photo, moved_weight=2.0)["moved_l1"]) == 0.0
+    with pytest.raises(ValueError, match="reference photo"):
+        ded_loss(copy_of_photo, target, moved_weight=1.0)

@@ -502,10 +502,30 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4 / mse.clamp_min(1e-12))
 
 
-def ded_loss(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+# A pixel "moved" when it differs from the photo by more than this (pixels in [-1, 1], channel mean).
+MOVED_THRESHOLD = 0.1
+
+
+def moved_mask(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B, 1, F, H, W) float mask of the pixels of `target` (B, 3, F, H, W) that moved away from the
+    photo `reference` (B, 3, H, W): where copying the photo is wrong."""
+    difference = (target - reference.unsqueeze(2)).abs().mean(dim=1, keepdim=True)
+    return (difference > MOVED_THRESHOLD).to(target.dtype)
+
+
+def ded_loss(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reference: torch.Tensor | None = None,
+    moved_weight: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """L1 + two-scale SSIM + image-gradient L1 between videos (B, 3, F, H, W) in [-1, 1].
 
-    The gradient term rewards sharp edges and texture, which plain L1 under-weights.
+    The gradient term rewards sharp edges and texture, which plain L1 under-weights. With a reference
+    photo (B, 3, H, W) and moved_weight > 0, an extra L1 over the pixels that moved away from the
+    photo: a DED fed blurry latents otherwise learns that copying the photo pays on the (many) still
+    pixels, and holds the figure in the photo's pose.
     """
     pred = rearrange(prediction, "b c f h w -> (b f) c h w")
     true = rearrange(target, "b c f h w -> (b f) c h w")
@@ -515,7 +535,15 @@ def ded_loss(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.
     structural = 1 - (ssim_full + ssim_half) / 2
     grad = sum((torch.diff(pred, dim=d) - torch.diff(true, dim=d)).abs().mean() for d in (-1, -2))
     total = l1 + 0.5 * structural + 0.5 * grad
-    return {"loss": total, "l1": l1, "ssim": 1 - structural, "grad": grad}
+    terms = {"l1": l1, "ssim": 1 - structural, "grad": grad}
+    if moved_weight > 0:
+        if reference is None:
+            raise ValueError("moved_weight needs the reference photo")
+        moved = moved_mask(target, reference)
+        moved_l1 = ((prediction - target).abs() * moved).sum() / (3 * moved.sum()).clamp_min(1.0)
+        total = total + moved_weight * moved_l1
+        terms["moved_l1"] = moved_l1
+    return {"loss": total, **terms}
 
 
 # ---- helpers -------------------------------------------------------------------------------------
