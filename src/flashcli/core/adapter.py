@@ -8,8 +8,6 @@ a mismatch is an error, never a silent no-op.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -67,26 +65,12 @@ def _check_metadata(metadata: Mapping[str, str], source: str) -> None:
 
 def save_adapter(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
     """Write adapter tensors and header atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
-
-    from flashcli.core.permissions import make_public
+    from flashcli.core.atomic import save_safetensors_atomic
 
     _check_metadata(metadata, "the adapter to save")
     if not tensors:
         raise ValueError("refusing to save an adapter without tensors")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        cpu = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
-        save_file(cpu, staging, metadata=dict(metadata))
-        make_public(staging)  # mkstemp made it 0600
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return target
+    return save_safetensors_atomic(path, tensors, metadata)
 
 
 def load_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -14,8 +14,6 @@ the DED's config, so `load_finetuned_ded` can refuse weights that belong to anot
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -190,23 +188,10 @@ def save_finetuned_ded(
     path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> Path:
     """Write the DED weights and header atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
-
-    from flashcli.core.permissions import make_public
+    from flashcli.core.atomic import save_safetensors_atomic
 
     _check_metadata(metadata, "the DED weights to save")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        save_file({name: t.contiguous() for name, t in tensors.items()}, staging, metadata=dict(metadata))
-        make_public(staging)  # mkstemp made it 0600
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return target
+    return save_safetensors_atomic(path, tensors, metadata)
 
 
 def load_finetuned_ded(path: str | Path, spec: WanSpec) -> DetailEnhancedDecoder:
