@@ -54,6 +54,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--vae-window", type=int, default=None, help="consecutive frames per VAE sample")
     parser.add_argument("--vae-crop", type=int, default=None, help="square crop size of VAE samples")
     parser.add_argument("--vae-image-fraction", type=float, default=None, help="share of single-frame steps")
+    parser.add_argument(
+        "--vae-decoder-only",
+        action="store_true",
+        help="freeze the encoder and train the decoder alone (latents, and a denoiser on them, stay valid)",
+    )
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
@@ -87,6 +92,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run.vae.crop = args.vae_crop
     if args.vae_image_fraction is not None:
         run.vae.image_fraction = args.vae_image_fraction
+    if args.vae_decoder_only:
+        run.vae.decoder_only = True
     if args.encode_clips is not None:
         run.encode.clips = args.encode_clips
     if args.dit_steps is not None:

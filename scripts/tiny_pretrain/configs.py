@@ -86,6 +86,9 @@ class VaeStageSettings(BaseModel):
     kl_weight: float = Field(default=1e-4, ge=0)
     mse_weight: float = Field(default=1.0, ge=0)
     l1_weight: float = Field(default=1.0, ge=0)
+    # Train the decoder alone on a frozen encoder: the latents stay fixed, so a denoiser trained on them
+    # stays valid while the decoder keeps sharpening (pretraining both at once on 2 CPU cores).
+    decoder_only: bool = Field(default=False, description="freeze the encoder, train the decoder")
     checkpoint_every: int = Field(default=100, ge=1)
     eval_clips: int = Field(default=8, ge=1)
 

@@ -47,6 +47,11 @@ def sample_batch(
     return rearrange(torch.from_numpy(np.stack(picks)), "b f h w c -> b c f h w")
 
 
+def decoder_parameters(vae: AutoencoderKLWan) -> list[torch.nn.Parameter]:
+    """What decoding a latent uses: post_quant_conv and the decoder (not the encoder, not quant_conv)."""
+    return [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
+
+
 def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """PSNR in dB of two uint8 arrays (peak 255), over all their pixels."""
     error = np.mean((reference.astype(np.float64) - reconstruction.astype(np.float64)) ** 2)
@@ -99,13 +104,23 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
     torch.manual_seed(run.seed)
     device = resolve_device(run.device)
     vae = build_vae().to(device).train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    trainable = decoder_parameters(vae) if settings.decoder_only else list(vae.parameters())
+    for parameter in vae.parameters():
+        parameter.requires_grad_(False)
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(run.seed + 1)
     step, elapsed = 0, 0.0
     state = load_checkpoint(vae_checkpoint_path(run))
     if state is not None:
         vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("decoder_only", False) == settings.decoder_only:
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            # The optimiser's parameter list changed (whole VAE <-> decoder alone): its moments no
+            # longer line up, so this phase starts with fresh ones.
+            print(f"vae: decoder_only is now {settings.decoder_only}; fresh optimiser state", flush=True)
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = state["step"], state["elapsed"]
@@ -124,6 +139,7 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
                 "step": step,
                 "elapsed": elapsed + time.time() - started,
                 "eval": evaluation,
+                "decoder_only": settings.decoder_only,
                 "settings": run.model_dump(mode="json"),
             },
         )
@@ -142,7 +158,8 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
         else:
             batch = sample_batch(pool, settings.window_frames, settings.crop, settings.batch_size, generator)
         batch = batch.to(device)
-        posterior = vae.encode(batch).latent_dist
+        with torch.set_grad_enabled(not settings.decoder_only):
+            posterior = vae.encode(batch).latent_dist
         # Decode the posterior mean, as the spec encodes: sampling starts at std 1 and the encoder needs
         # thousands of steps to shrink it, which kept PSNR below 19 dB for the first 250 steps.
         decoded = vae.decode(posterior.mode()).sample
@@ -153,7 +170,7 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
         loss = settings.l1_weight * l1 + settings.mse_weight * mse + settings.kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         step += 1
         record = {

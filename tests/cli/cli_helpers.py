@@ -17,35 +17,13 @@ SIZE = 32  # a multiple of the tiny base's VAE x patch factor (16)
 
 
 def build_tiny_base(folder: Path, *, seed: int, base_id: str) -> Path:
-    import torch
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from random_wan import random_wan_components
 
     from flashcli.core.specs import save_base
 
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        rope_max_seq_len=32,
-    )
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-    )
+    transformer, vae, null_text = random_wan_components(seed, num_layers=2)
     meta = {"base_id": base_id, "frames": FRAMES, "size": SIZE, "fps": 8, "flow_shift": 2.0}
-    return save_base(folder, transformer, vae, torch.randn(4, 16), meta)
+    return save_base(folder, transformer, vae, null_text, meta)
 
 
 def sliding_square(seed: int, frames: int = 12, height: int = 40, width: int = 48) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from random_wan import random_wan_components
 
 TINY_FRAMES = 9
 TINY_SIZE = 32
@@ -15,32 +16,7 @@ TINY_SIZE = 32
 def build_tiny_components(
     seed: int = 0, num_layers: int = 4
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=num_layers,
-        rope_max_seq_len=32,
-    )
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-    )
-    null_text = torch.randn(4, 16)
-    return transformer, vae, null_text
+    return random_wan_components(seed, num_layers)
 
 
 def make_base_folder(folder: Path, seed: int = 0, base_id: str = "tiny-test") -> Path:

@@ -8,24 +8,14 @@ import shutil
 import pytest
 import torch
 from diffusers import AutoencoderKLWan
+from random_wan import random_wan_vae
 
 from flashcli.core.ded import DetailEnhancedDecoder, ReferenceAttention, ded_loss
 
 
 def _tiny_vae(*, wan22: bool = False) -> AutoencoderKLWan:
     torch.manual_seed(0)
-    extra = {"is_residual": True, "patch_size": 2, "in_channels": 12, "out_channels": 12} if wan22 else {}
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 2, 2],
-        num_res_blocks=1,
-        temperal_downsample=[False, True],
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-        **extra,
-    )
-    return vae.eval()
+    return random_wan_vae(wan22=wan22, dim_mult=[1, 2, 2], temperal_downsample=[False, True]).eval()
 
 
 def _inputs(
@@ -112,9 +102,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:
 def test_loading_onto_a_different_vae_fails_clearly(tmp_path) -> None:
     ded = DetailEnhancedDecoder(_tiny_vae(), window=4, halo=2)
     ded.save(tmp_path / "ded")
-    other = AutoencoderKLWan(
-        base_dim=16, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, True]
-    )
+    other = random_wan_vae(base_dim=16, dim_mult=[1, 2, 2], temperal_downsample=[False, True])
     with pytest.raises(ValueError, match="different VAE"):
         DetailEnhancedDecoder.from_folder(tmp_path / "ded", other)
     with pytest.raises(FileNotFoundError, match="not a DED folder"):

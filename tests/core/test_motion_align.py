@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from peft import LoraConfig
+from random_wan import random_wan_transformer
 
 from flashcli.core.motion_align import MotionAlignment, attention_probabilities, wan_self_attention_qkv
 
@@ -16,20 +17,7 @@ TIMESTEP = torch.tensor([600])
 
 
 def tiny_transformer(seed: int = 0) -> WanTransformer3DModel:
-    torch.manual_seed(seed)
-    model = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=3,
-        rope_max_seq_len=32,
-    )
-    return model.eval()
+    return random_wan_transformer(num_layers=3, attention_head_dim=12, seed=seed).eval()
 
 
 def latents(seed: int, batch: int = 1) -> torch.Tensor:

@@ -13,6 +13,7 @@ from core_helpers import (
     make_diffusers_wan_folder,
     moving_square_clip,
 )
+from random_wan import random_wan_vae
 
 from flashcli.core.pixels import video_to_tensor
 from flashcli.core.specs import load_base, save_base
@@ -108,27 +109,12 @@ def test_a_diffusers_wan_folder_loads_with_its_text_encoder(tmp_path: Path) -> N
 
 
 def test_wan22_style_vae_with_patchified_pixels_works_through_the_spec() -> None:
-    from diffusers import AutoencoderKLWan
-
     from flashcli.core.specs import WanSpec
 
     transformer, _, null_text = build_tiny_components(seed=7)
     torch.manual_seed(7)
     # Wan 2.2 TI2V's VAE shape in miniature: residual blocks, 2x2 pixel patchify, x16 spatial compression.
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        is_residual=True,
-        in_channels=12,
-        out_channels=12,
-        patch_size=2,
-        scale_factor_spatial=16,
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-    )
+    vae = random_wan_vae(wan22=True, scale_factor_spatial=16)
     spec = WanSpec(base_id="wan22-mini", transformer=transformer, vae=vae, null_text=null_text)
     assert spec.size_multiple == 32
     video = video_to_tensor(moving_square_clip(2, size=64))[None]
