@@ -71,3 +71,14 @@ def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_p
     assert vae_stage.train_vae(run)["step"] == 4
     log = [json.loads(line) for line in (run.run_dir / "vae" / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [1, 2, 3, 4]
+
+    # A decoder-only phase continues the same checkpoint and leaves the encoder (so the latent cache
+    # and any denoiser trained on it) exactly as it was, while the decoder moves.
+    before = dict(vae_stage.load_trained_vae(run)[0].state_dict())
+    run.vae.steps, run.vae.decoder_only = 6, True
+    assert vae_stage.train_vae(run)["step"] == 6
+    after = vae_stage.load_trained_vae(run)[0].state_dict()
+    encoder_keys = [key for key in before if key.startswith(("encoder.", "quant_conv."))]
+    decoder_keys = [key for key in before if key.startswith("decoder.")]
+    assert encoder_keys and all(torch.equal(before[key], after[key]) for key in encoder_keys)
+    assert any(not torch.equal(before[key], after[key]) for key in decoder_keys)
