@@ -30,9 +30,16 @@ CONFIGS = {
 def build_transformer(heads: int, head_dim: int, layers: int, channels: int) -> WanTransformer3DModel:
     torch.manual_seed(0)
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim,
-        in_channels=channels, out_channels=channels, text_dim=32, freq_dim=32,
-        ffn_dim=4 * heads * head_dim, num_layers=layers, rope_max_seq_len=64,
+        patch_size=(1, 2, 2),
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        in_channels=channels,
+        out_channels=channels,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=4 * heads * head_dim,
+        num_layers=layers,
+        rope_max_seq_len=64,
     )
     model.requires_grad_(False)
     targets = ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"]
@@ -62,10 +69,16 @@ class Variants:
     def augment_only_step(self) -> None:
         (self.forward(self.x_aug).square().mean() + self.forward(self.x).square().mean()).backward()
 
-    def aligned(self, blocks: list[int], corr_blocks: list[int], max_tokens: int | None,
-                backward: bool) -> Callable[[], None]:
-        align = MotionAlignment(self.model, motion_blocks=blocks, correspondence_blocks=corr_blocks,
-                                frames_latent=self.frames_latent, max_correspondence_tokens=max_tokens)
+    def aligned(
+        self, blocks: list[int], corr_blocks: list[int], max_tokens: int | None, backward: bool
+    ) -> Callable[[], None]:
+        align = MotionAlignment(
+            self.model,
+            motion_blocks=blocks,
+            correspondence_blocks=corr_blocks,
+            frames_latent=self.frames_latent,
+            max_correspondence_tokens=max_tokens,
+        )
         use_corr = bool(corr_blocks)
 
         def run() -> None:

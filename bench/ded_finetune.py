@@ -129,8 +129,9 @@ def main() -> int:
 def _ded_from(spec, tensors):
     from flashcli.core.ded import DetailEnhancedDecoder
 
-    ded = DetailEnhancedDecoder(spec.vae, spec.ded.config, device=spec.device, dtype=torch.float32)
-    ded.blocks.load_state_dict(tensors)
+    ded = DetailEnhancedDecoder.from_weights(
+        spec.vae, spec.ded.config, tensors, device=spec.device, dtype=torch.float32
+    )
     return ded.eval()
 
 

@@ -440,6 +440,22 @@ class DetailEnhancedDecoder(nn.Module):
             raise
 
     @classmethod
+    def from_weights(
+        cls,
+        vae: AutoencoderKLWan,
+        config: DedConfig,
+        tensors: dict[str, torch.Tensor],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> DetailEnhancedDecoder:
+        """A DED on `vae` holding `tensors` (a `blocks` state dict); raises RuntimeError when they do
+        not fit `config`. The tensors are copied, so the DED they came from stays as it is."""
+        ded = cls(vae, config, device=device, dtype=dtype)
+        ded.blocks.load_state_dict(tensors)
+        return ded
+
+    @classmethod
     def from_folder(
         cls,
         folder: str | Path,

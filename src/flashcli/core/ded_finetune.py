@@ -106,8 +106,13 @@ def _trainable_copy(base_ded: DetailEnhancedDecoder) -> DetailEnhancedDecoder:
     # the VAE too, and the base's own DED must stay as it is for other actions.
     from flashcli.core.ded import DetailEnhancedDecoder
 
-    copy = DetailEnhancedDecoder(base_ded.vae, base_ded.config, device=base_ded.device, dtype=torch.float32)
-    copy.blocks.load_state_dict(base_ded.blocks.state_dict())
+    copy = DetailEnhancedDecoder.from_weights(
+        base_ded.vae,
+        base_ded.config,
+        base_ded.blocks.state_dict(),
+        device=base_ded.device,
+        dtype=torch.float32,
+    )
     copy.metadata = dict(base_ded.metadata)
     copy.train()
     return copy
@@ -213,8 +218,9 @@ def load_finetuned_ded(path: str | Path, spec: WanSpec) -> DetailEnhancedDecoder
     check_finetuned_ded_matches(spec, metadata, str(source))
     try:
         config = DedConfig.model_validate_json(metadata["ded_config"])
-        ded = DetailEnhancedDecoder(spec.vae, config, device=spec.device, dtype=torch.float32)
-        ded.blocks.load_state_dict(tensors)
+        ded = DetailEnhancedDecoder.from_weights(
+            spec.vae, config, tensors, device=spec.device, dtype=torch.float32
+        )
     except (ValidationError, ValueError, RuntimeError) as error:
         raise DedMismatchError(f"{source} does not fit the DED its header describes ({error})") from error
     ded.metadata = metadata
