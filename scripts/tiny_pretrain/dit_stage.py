@@ -23,7 +23,7 @@ from flashcli.core.specs import WanSpec
 from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
 from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
 from .latent_cache import build_latent_cache
-from .vae_stage import load_trained_vae
+from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 
 
 def build_transformer() -> WanTransformer3DModel:
@@ -73,6 +73,7 @@ def train_dit(
     cache = build_latent_cache(run)
     latents: torch.Tensor = cache["latents"]
     vae, vae_state = load_trained_vae(run)
+    encoder = encoder_fingerprint(vae)
     vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
 
     torch.manual_seed(run.seed + 10)
@@ -85,10 +86,11 @@ def train_dit(
     step, elapsed = 0, 0.0
     state = load_checkpoint(dit_checkpoint_path(run))
     if state is not None:
-        if state["vae_step"] != vae_state["step"]:
+        if not same_encoder(state, vae, vae_state):
             raise RuntimeError(
-                f"the denoiser checkpoint was trained on latents of VAE step {state['vae_step']}, but the "
-                f"VAE is now at step {vae_state['step']}; delete {dit_checkpoint_path(run)} to start over"
+                f"the denoiser checkpoint was trained on latents of another encoder (VAE step "
+                f"{state['vae_step']}, now {vae_state['step']}); "
+                f"delete {dit_checkpoint_path(run)} to start over"
             )
         transformer.load_state_dict(state["model"])
         null_text.data.copy_(state["null_text"])
@@ -134,6 +136,7 @@ def train_dit(
                 "step": step,
                 "elapsed": elapsed + time.time() - started,
                 "vae_step": vae_state["step"],
+                "encoder": encoder,
                 "settings": run.model_dump(mode="json"),
             },
         )
@@ -203,6 +206,11 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
     if state is None:
         raise FileNotFoundError(
             f"no denoiser checkpoint at {dit_checkpoint_path(run)}; run the dit stage first"
+        )
+    if not same_encoder(state, vae, vae_state):
+        raise RuntimeError(
+            f"the denoiser at {dit_checkpoint_path(run)} was trained on latents of another encoder; "
+            "train it again (dit stage) before exporting"
         )
     transformer = build_transformer()
     transformer.load_state_dict(state["model"])

@@ -1,7 +1,8 @@
 """Stage 2: encode the pretraining clips once with the trained VAE; measure the latent statistics.
 
 The cache holds normalised latents ((raw - mean) / std per channel, as WanSpec normalises) and is
-tied to the VAE checkpoint step it came from: a retrained VAE invalidates it.
+tied to the encoder it came from (a fingerprint of its weights): retraining the encoder invalidates
+it, training the decoder alone does not.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flashcli.core.devices import resolve_device
 
 from .configs import RunSettings
 from .data import render_pool, to_model_range
-from .vae_stage import load_trained_vae
+from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 
 
 def latent_cache_path(run: RunSettings) -> Path:
@@ -52,7 +53,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     path = latent_cache_path(run)
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=False)
-        if cached["vae_step"] == vae_state["step"] and cached["latents"].shape[0] >= run.encode.clips:
+        if same_encoder(cached, vae, vae_state) and cached["latents"].shape[0] >= run.encode.clips:
             return cached
     started = time.time()
     clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
@@ -71,6 +72,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         "latents_mean": mean,
         "latents_std": std,
         "vae_step": vae_state["step"],
+        "encoder": encoder_fingerprint(vae),
         "clips": len(clips),
         "seconds": time.time() - started,
     }

@@ -7,6 +7,7 @@ Windows start anywhere in a clip, so every frame also plays 'frame 0' (encoded a
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -50,6 +51,25 @@ def sample_batch(
 def decoder_parameters(vae: AutoencoderKLWan) -> list[torch.nn.Parameter]:
     """What decoding a latent uses: post_quant_conv and the decoder (not the encoder, not quant_conv)."""
     return [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
+
+
+def encoder_fingerprint(vae: AutoencoderKLWan) -> str:
+    """A hash of what encoding uses (encoder and quant_conv): latents, the latent cache and a denoiser
+    trained on them stay valid exactly as long as it is unchanged (decoder-only phases keep it)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.state_dict().items()):
+        if name.startswith(("encoder.", "quant_conv.")):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def same_encoder(record: dict[str, Any], vae: AutoencoderKLWan, vae_state: dict[str, Any]) -> bool:
+    """Whether latents recorded in `record` came from this VAE's encoder: by fingerprint, or by VAE
+    step for records written before fingerprints were kept."""
+    if "encoder" in record:
+        return record["encoder"] == encoder_fingerprint(vae)
+    return record["vae_step"] == vae_state["step"]
 
 
 def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
