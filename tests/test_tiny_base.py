@@ -18,9 +18,9 @@ TINY_FRAMES = 17
 SHIPPED_LIMIT_BYTES = 50 * 1024 * 1024
 # Held-out clips come from seeds the pretraining stream never uses (it starts at 0 and stays far below).
 UNSEEN_SEED = 7_777_777
-# Issue 5 asks for 28 dB; the shipped VAE measures about 20 dB (model card), so this floor guards against
-# a regression or broken weights (an untrained VAE gives about 11 dB). Raise it when the VAE improves.
-PSNR_FLOOR_DB = 18.0
+# Issue 5 asks for 28 dB; the shipped VAE measures less (model card), so this floor guards against a
+# regression or broken weights (an untrained VAE gives about 11 dB). Raise it when the VAE improves.
+PSNR_FLOOR_DB = 21.0
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_tiny_base_loads_with_the_documented_shape(tiny_spec) -> None:
     assert tiny_spec.default_size == TINY_SIZE
     assert tiny_spec.default_frames == TINY_FRAMES
     assert tiny_spec.frames_ok(TINY_FRAMES) and tiny_spec.frames_ok(9)
-    assert tiny_spec.temporal_factor == 4
+    assert tiny_spec.temporal_factor == 2 and tiny_spec.frames_ok(5) and not tiny_spec.frames_ok(8)
     assert TINY_SIZE % tiny_spec.size_multiple == 0
     assert not tiny_spec.has_text and tiny_spec.null_text is not None
     assert tiny_spec.describe()["blocks"] == tiny_spec.num_blocks >= 4
@@ -70,7 +70,7 @@ def test_tiny_vae_reconstructs_an_unseen_figureworld_clip(tiny_spec) -> None:
     assert latents.shape == (
         1,
         16,
-        3,
+        5,
         TINY_SIZE // tiny_spec.spatial_factor,
         TINY_SIZE // tiny_spec.spatial_factor,
     )
@@ -90,7 +90,7 @@ def test_tiny_latents_are_normalised(tiny_spec) -> None:
 
 def test_tiny_denoiser_predicts_a_finite_velocity_for_every_latent(tiny_spec) -> None:
     latents = torch.randn(
-        1, 16, 3, TINY_SIZE // 4, TINY_SIZE // 4, generator=torch.Generator().manual_seed(0)
+        1, 16, 5, TINY_SIZE // 4, TINY_SIZE // 4, generator=torch.Generator().manual_seed(0)
     )
     with torch.no_grad():
         velocity = tiny_spec.denoise(latents, torch.tensor([500.0]), tiny_spec.encode_text(None))

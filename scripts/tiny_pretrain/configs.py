@@ -72,7 +72,7 @@ class VaeStageSettings(BaseModel):
     batch_size: int = Field(default=4, ge=1)
     # Whole 17-frame clips: the causal cache passes chunk to chunk, and a VAE trained on 9-frame windows
     # fell to 7 dB on frames 13-16 (chunk positions it never saw). Crops keep the step cost down.
-    window_frames: int = Field(default=17, ge=1, description="consecutive frames per sample (4k+1)")
+    window_frames: int = Field(default=17, ge=1, description="consecutive frames per sample (2k+1)")
     crop: int = Field(default=48, ge=16, description="square random crop, a multiple of the VAE's x4")
     # Single-frame steps (joint image + video training, as Wan's VAE was trained): a batch of 32 frames
     # from 32 clips costs about what 2 whole clips cost, and teaches colour and shape far faster than

@@ -137,7 +137,7 @@ def learn(
     prompt: Annotated[str | None, typer.Option(help="Text describing the action (for text bases).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames per clip (Wan 2.2 and tiny: 4k+1).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip (Wan 2.2: 4k+1; tiny: 2k+1).")] = None,
     size: Annotated[int | None, typer.Option(help="Square frame size in pixels.")] = None,
     crop: Annotated[str | None, typer.Option(help="Fit frames by centre crop, pad or stretch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
