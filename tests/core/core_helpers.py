@@ -42,23 +42,6 @@ def moving_square_clip(seed: int, frames: int = TINY_FRAMES, size: int = TINY_SI
     return video
 
 
-def fixed_denoising_error(spec, clip: np.ndarray, adapters: list) -> float:
-    """Flow-matching error on one clip at four fixed noise levels and noises (what learning should lower)."""
-    from flashcli.core import flow
-    from flashcli.core.adapter import adapters_attached
-    from flashcli.core.pixels import video_to_tensor
-
-    x0 = spec.encode_video(video_to_tensor(clip)[None]).expand(4, -1, -1, -1, -1)
-    generator = torch.Generator().manual_seed(123)
-    sigma = torch.tensor([0.2, 0.4, 0.6, 0.8])
-    noise = torch.randn(x0.shape, generator=generator)
-    noisy = flow.add_noise(x0, noise, sigma)
-    noisy[:, :, 0] = x0[:, :, 0]
-    with torch.no_grad(), adapters_attached(spec, adapters):
-        velocity = spec.denoise(noisy, flow.sigma_to_timestep(sigma), spec.encode_text(None))
-    return torch.nn.functional.mse_loss(velocity[:, :, 1:], (noise - x0)[:, :, 1:]).item()
-
-
 def _tiny_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

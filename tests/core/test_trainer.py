@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import fixed_denoising_error, moving_square_clip
+from core_helpers import moving_square_clip
 
+from flashcli.core.evaluation import fixed_denoising_error
 from flashcli.core.settings import VARIANTS, AlignSettings, TrainSettings
 from flashcli.core.trainer import TrainProgress, train_adapter
 
