@@ -26,14 +26,17 @@ PROBES = ("training clip", "seen look", "unseen look", "other action, unseen loo
 SEED_BASE = 5_000_000  # the quality scripts' evaluation seeds; far from every pretraining stream
 
 
-def settings_for(variant: str, steps: int, frames: int, size: int) -> Any:
+def settings_for(variant: str, steps: int, frames: int, size: int, plain_loss_weight: float) -> Any:
     from flashcli.config import resolve_learn
     from flashcli.core.settings import ALL_LORA_TARGETS, AlignSettings
 
     _, learn, _ = resolve_learn("quick", {"steps": steps})
     base = learn.train_settings(frames=frames, size=size)
     plain = variant == "plain_lora"
-    update: dict[str, Any] = {"align": AlignSettings.variant("none" if plain else variant)}
+    align = AlignSettings.variant("none" if plain else variant)
+    if align.injects:
+        align = align.model_copy(update={"plain_loss_weight": plain_loss_weight})
+    update: dict[str, Any] = {"align": align}
     if plain:
         update["targets"] = list(ALL_LORA_TARGETS)
     return base.model_copy(update=update)
@@ -64,6 +67,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--plain-loss-weight",
+        type=float,
+        default=0.0,
+        help="with an alignment on, also train the plain loss on the original clip (AlignSettings)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("bench/out/adapter_fit.json"))
     args = parser.parse_args(argv)
@@ -83,7 +92,7 @@ def main(argv: list[str]) -> int:
     plain = {k: fixed_denoising_error(spec, c, []) for k, c in clips.items()}
     rows: list[dict[str, Any]] = [{"variant": "no adapter", "seconds": 0.0, **plain}]
     for variant in variants:
-        settings = settings_for(variant, args.steps, frames, size)
+        settings = settings_for(variant, args.steps, frames, size, args.plain_loss_weight)
         started = time.time()
         result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
         adapters = [(result.adapter, result.metadata, 1.0)]
@@ -92,7 +101,10 @@ def main(argv: list[str]) -> int:
         rows.append(row)
         print(f"{variant}: {row['seconds']:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"{args.action}, {args.clips} clips, {args.steps} steps, quick preset otherwise; lower is better")
+    print(
+        f"{args.action}, {args.clips} clips, {args.steps} steps, plain loss weight "
+        f"{args.plain_loss_weight} where aligned, quick preset otherwise; lower is better"
+    )
     print("| variant | learn s | " + " | ".join(PROBES) + " |")
     print("|---|---|" + "---|" * len(PROBES))
     for row in rows:
