@@ -86,7 +86,7 @@ def train_dit(
     step, elapsed = 0, 0.0
     state = load_checkpoint(dit_checkpoint_path(run))
     if state is not None:
-        if not same_encoder(state, vae, vae_state):
+        if not same_encoder(state, encoder, vae_state["step"]):
             raise RuntimeError(
                 f"the denoiser checkpoint was trained on latents of another encoder (VAE step "
                 f"{state['vae_step']}, now {vae_state['step']}); "
@@ -207,7 +207,7 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
         raise FileNotFoundError(
             f"no denoiser checkpoint at {dit_checkpoint_path(run)}; run the dit stage first"
         )
-    if not same_encoder(state, vae, vae_state):
+    if not same_encoder(state, encoder_fingerprint(vae), vae_state["step"]):
         raise RuntimeError(
             f"the denoiser at {dit_checkpoint_path(run)} was trained on latents of another encoder; "
             "train it again (dit stage) before exporting"

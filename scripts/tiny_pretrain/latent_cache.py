@@ -50,10 +50,14 @@ def sample_latent_stats(
 def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     vae, vae_state = load_trained_vae(run)
     vae.to(resolve_device(run.device))
+    fingerprint = encoder_fingerprint(vae)
     path = latent_cache_path(run)
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=False)
-        if same_encoder(cached, vae, vae_state) and cached["latents"].shape[0] >= run.encode.clips:
+        if (
+            same_encoder(cached, fingerprint, vae_state["step"])
+            and cached["latents"].shape[0] >= run.encode.clips
+        ):
             return cached
     started = time.time()
     clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
@@ -72,7 +76,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         "latents_mean": mean,
         "latents_std": std,
         "vae_step": vae_state["step"],
-        "encoder": encoder_fingerprint(vae),
+        "encoder": fingerprint,
         "clips": len(clips),
         "seconds": time.time() - started,
     }

@@ -64,12 +64,12 @@ def encoder_fingerprint(vae: AutoencoderKLWan) -> str:
     return digest.hexdigest()[:16]
 
 
-def same_encoder(record: dict[str, Any], vae: AutoencoderKLWan, vae_state: dict[str, Any]) -> bool:
-    """Whether latents recorded in `record` came from this VAE's encoder: by fingerprint, or by VAE
-    step for records written before fingerprints were kept."""
+def same_encoder(record: dict[str, Any], fingerprint: str, vae_step: int) -> bool:
+    """Whether latents recorded in `record` came from the encoder with this `fingerprint`: by
+    fingerprint, or by VAE step for records written before fingerprints were kept."""
     if "encoder" in record:
-        return record["encoder"] == encoder_fingerprint(vae)
-    return record["vae_step"] == vae_state["step"]
+        return record["encoder"] == fingerprint
+    return record["vae_step"] == vae_step
 
 
 def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -125,8 +125,7 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
     device = resolve_device(run.device)
     vae = build_vae().to(device).train()
     trainable = decoder_parameters(vae) if settings.decoder_only else list(vae.parameters())
-    for parameter in vae.parameters():
-        parameter.requires_grad_(False)
+    vae.requires_grad_(False)
     for parameter in trainable:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
