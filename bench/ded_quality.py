@@ -24,7 +24,7 @@ from diffusers import AutoencoderKLWan
 from einops import rearrange
 from PIL import Image, ImageDraw
 
-from flashcli.core.ded import DetailEnhancedDecoder, psnr, ssim
+from flashcli.core.ded import DetailEnhancedDecoder, moved_mask, psnr, ssim
 from flashcli.figureworld import ACTIONS, render_clip
 
 SEED_START = 3_000_000  # disjoint from the tiny VAE's and the DED's training/validation seeds
@@ -84,13 +84,14 @@ def frame_metrics(output: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     later_out = rearrange(out[1:], "f h w c -> f c h w")
     later_true = rearrange(true[1:], "f h w c -> f c h w")
     # Pixels that moved away from the photo: there, copying the photo cannot score well.
-    moving = (true[1:] - true[:1]).abs().mean(dim=-1) > 0.1
-    moving_error = ((out[1:] - true[1:]) ** 2).mean(dim=-1)[moving].mean()
+    clip_out = rearrange(out[1:], "f h w c -> 1 c f h w")
+    clip_true = rearrange(true[1:], "f h w c -> 1 c f h w")
+    moving = moved_mask(clip_true, rearrange(true[0], "h w c -> 1 c h w"))
     return {
         "psnr": float(np.mean([float(psnr(o, t)) for o, t in zip(later_out, later_true, strict=True)])),
         "ssim": float(ssim(later_out, later_true)),
         "jump": transition_jump(output),
-        "psnr_moving": float(10 * torch.log10(4 / moving_error.clamp_min(1e-12))),
+        "psnr_moving": float(psnr(clip_out, clip_true, mask=moving)),
     }
 
 

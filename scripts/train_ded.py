@@ -180,10 +180,7 @@ def validate(ded: DetailEnhancedDecoder, data: dict[str, torch.Tensor]) -> dict[
             ("ded", ded.decode(latents, video[:, :, 0])[:, :, 1:]),
         ):
             scores[name].append(float(psnr(output, target)))
-            moved_mse = (
-                ((output - target) ** 2).mean(dim=1, keepdim=True) * moved
-            ).sum() / moved.sum().clamp_min(1)
-            scores[f"moved_{name}"].append(float(10 * torch.log10(4 / moved_mse.clamp_min(1e-12))))
+            scores[f"moved_{name}"].append(float(psnr(output, target, mask=moved)))
     return {f"val_psnr_{name}": float(np.mean(values)) for name, values in scores.items()}
 
 

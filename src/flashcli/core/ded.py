@@ -512,9 +512,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 7, sigma: float = 1.
     return score.mean()
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak range 2)."""
-    mse = ((x - y) ** 2).mean()
+def psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak range 2). With `mask`
+    (x's shape with 1 channel at dim 1, e.g. `moved_mask`), only the masked pixels count."""
+    if mask is None:
+        mse = ((x - y) ** 2).mean()
+    else:
+        mse = (((x - y) ** 2).mean(dim=1, keepdim=True) * mask).sum() / mask.sum().clamp_min(1)
     return 10 * torch.log10(4 / mse.clamp_min(1e-12))
 
 
