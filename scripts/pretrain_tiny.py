@@ -59,6 +59,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="freeze the encoder and train the decoder alone (latents, and a denoiser on them, stay valid)",
     )
+    parser.add_argument(
+        "--vae-temporal-factor",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="time compression of a new VAE: 2 (the second base) or 1 (every frame its own latent)",
+    )
+    parser.add_argument(
+        "--vae-moved-weight", type=float, default=None, help="extra loss weight on moving pixels"
+    )
+    parser.add_argument(
+        "--vae-init-from", type=Path, default=None, help="start a new VAE from this VAE checkpoint"
+    )
+    parser.add_argument(
+        "--dit-init-from", type=Path, default=None, help="start a new denoiser from this checkpoint"
+    )
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
@@ -69,6 +85,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--dit-until",
         default=None,
         help="UTC time HH:MM today when the denoiser stage stops (wins over minutes)",
+    )
+    parser.add_argument(
+        "--dit-short-latent-frames",
+        type=int,
+        default=None,
+        help="latent frames of the short steps (match the quick preset's frames)",
     )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
@@ -92,12 +114,22 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run.vae.crop = args.vae_crop
     if args.vae_image_fraction is not None:
         run.vae.image_fraction = args.vae_image_fraction
+    if args.vae_temporal_factor is not None:
+        run.vae.temporal_factor = args.vae_temporal_factor
+    if args.vae_moved_weight is not None:
+        run.vae.moved_weight = args.vae_moved_weight
+    if args.vae_init_from is not None:
+        run.vae.init_from = args.vae_init_from
+    if args.dit_init_from is not None:
+        run.dit.init_from = args.dit_init_from
     if args.vae_decoder_only:
         run.vae.decoder_only = True
     if args.encode_clips is not None:
         run.encode.clips = args.encode_clips
     if args.dit_steps is not None:
         run.dit.steps = args.dit_steps
+    if args.dit_short_latent_frames is not None:
+        run.dit.short_latent_frames = args.dit_short_latent_frames
     if args.export_every is not None:
         run.dit.export_every_seconds = args.export_every
     return run

@@ -82,3 +82,63 @@ def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_p
     decoder_keys = [key for key in before if key.startswith("decoder.")]
     assert encoder_keys and all(torch.equal(before[key], after[key]) for key in encoder_keys)
     assert any(not torch.equal(before[key], after[key]) for key in decoder_keys)
+
+
+def test_a_vae_without_time_compression_gives_every_frame_a_latent(pretrain_modules, tmp_path) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps, run.vae.temporal_factor, run.vae.moved_weight = 2, 1, 4.0
+
+    result = vae_stage.train_vae(run)
+    assert result["step"] == 2 and "psnr_moving" in result["eval"]
+    cache = latent_cache.build_latent_cache(run)
+    assert cache["latents"].shape[2] == run.data.frames  # one latent frame per frame
+
+    def export(spec, null_text, summary):
+        export_base(run.export_dir, spec, null_text, dit_stage.base_meta(run, summary))
+
+    dit_stage.train_dit(run, export)
+    from flashcli.core.specs import load_base
+
+    spec = load_base(str(run.export_dir), device="cpu")
+    assert spec.temporal_factor == 1 and spec.latent_frames(9) == 9
+
+    # Resuming the checkpoint with the other layout is a clear error, not a shape mismatch deep in torch.
+    run.vae.temporal_factor, run.vae.steps = 2, 3
+    with pytest.raises(ValueError, match="--vae-temporal-factor 1"):
+        vae_stage.train_vae(run)
+
+
+def test_moving_pixels_marks_what_moves_and_nothing_in_a_still_clip(pretrain_modules) -> None:
+    _, vae_stage, *_ = pretrain_modules
+    still = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    still = still[:, :, :1].expand(-1, -1, 5, -1, -1)
+    assert vae_stage.moving_pixels(still).sum() == 0
+
+    moving = -torch.ones(1, 3, 5, 16, 16)
+    for t in range(5):  # a white 2x2 square walking right, one column pair a frame
+        moving[:, :, t, 4:6, 2 * t : 2 * t + 2] = 1.0
+    mask = vae_stage.moving_pixels(moving)
+    assert mask[0, 0, 2, 4:6, 4:6].min() == 1  # the square where it is now
+    assert mask[0, 0, 2, 10:, :].max() == 0  # background far from its path
+
+
+def test_a_new_layout_starts_from_the_old_vae_with_only_the_time_convolutions_fresh(
+    pretrain_modules, tmp_path
+) -> None:
+    _, vae_stage, *_ = pretrain_modules
+    from tiny_pretrain.checkpoint import save_checkpoint, warm_start
+
+    old = vae_stage.build_vae(2)
+    save_checkpoint(tmp_path / "old.pt", {"model": old.state_dict()})
+    new = vae_stage.build_vae(1)
+    assert warm_start(new, tmp_path / "old.pt") == []  # x1 has no time convs: nothing stays fresh
+    assert all(torch.equal(t, old.state_dict()[k]) for k, t in new.state_dict().items())
+
+    back = vae_stage.build_vae(2)
+    fresh = warm_start(back, tmp_path / "old.pt")
+    assert fresh == []  # same layout: everything taken
+    save_checkpoint(tmp_path / "new.pt", {"model": new.state_dict()})
+    fresh = warm_start(vae_stage.build_vae(2), tmp_path / "new.pt")
+    assert fresh and all("time_conv" in name for name in fresh)

@@ -24,6 +24,20 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def warm_start(module: torch.nn.Module, checkpoint: Path) -> list[str]:
+    """Load the weights of `checkpoint` (a stage checkpoint) whose names and shapes fit `module`; the
+    rest keep their fresh initialisation. Returns the names left fresh (for the log)."""
+    state = load_checkpoint(checkpoint)
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
+    own = module.state_dict()
+    fitting = {k: t for k, t in state["model"].items() if k in own and own[k].shape == t.shape}
+    if not fitting:
+        raise ValueError(f"{checkpoint} holds no weights that fit this model")
+    module.load_state_dict(fitting, strict=False)
+    return sorted(set(own) - set(fitting))
+
+
 class JsonlLog:
     """Append-only log of per-step records; a resumed run drops records past the checkpoint's step."""
 

@@ -33,6 +33,23 @@ VAE_CONFIG: dict[str, Any] = {
     "scale_factor_temporal": 2,
 }
 
+
+def vae_config(temporal_factor: int) -> dict[str, Any]:
+    """VAE_CONFIG with x2 (the layout above) or x1 (no temporal compression) in time.
+
+    Measured on the second base (x2): a moving limb's two frames share one 16-channel latent frame,
+    and the decoder renders both as one static blur (13.5 dB on moving pixels, 24.6 dB overall), so
+    no motion survives decoding. x1 gives every frame its own latent, as the sharp frame-0 path has.
+    """
+    if temporal_factor not in (1, 2):
+        raise ValueError(f"the tiny VAE compresses time by 1 or 2, not {temporal_factor}")
+    return {
+        **VAE_CONFIG,
+        "temperal_downsample": [temporal_factor == 2],
+        "scale_factor_temporal": temporal_factor,
+    }
+
+
 # WanTransformer3DModel, TI2V style: in = out = z_dim, no image embedding; text is a learned null embedding.
 TEXT_DIM = 64
 NULL_TEXT_TOKENS = 8
@@ -68,6 +85,7 @@ class VaeStageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: int = Field(default=2400, ge=1)
+    temporal_factor: int = Field(default=2, ge=1, le=2, description="time compression: 2 or 1 (none)")
     # The step is dominated by the causal cache's per-chunk Python loop: batch 2 measured 1.1x batch 1.
     batch_size: int = Field(default=4, ge=1)
     # Whole 17-frame clips: the causal cache passes chunk to chunk, and a VAE trained on 9-frame windows
@@ -86,9 +104,15 @@ class VaeStageSettings(BaseModel):
     kl_weight: float = Field(default=1e-4, ge=0)
     mse_weight: float = Field(default=1.0, ge=0)
     l1_weight: float = Field(default=1.0, ge=0)
+    # Moving limbs are a few per cent of a clip's pixels: with every pixel weighted alike the VAE
+    # learns to blur them. Pixels far from the clip's temporal median get 1 + moved_weight.
+    moved_weight: float = Field(default=0.0, ge=0, description="extra loss weight on moving pixels")
     # Train the decoder alone on a frozen encoder: the latents stay fixed, so a denoiser trained on them
     # stays valid while the decoder keeps sharpening (pretraining both at once on 2 CPU cores).
     decoder_only: bool = Field(default=False, description="freeze the encoder, train the decoder")
+    # A new run may start from another run's VAE checkpoint: every weight whose name and shape fit is
+    # taken (x2 -> x1 in time: all but the two time convolutions), so only the new layout is learnt.
+    init_from: Path | None = Field(default=None, description="VAE checkpoint to start a new run from")
     checkpoint_every: int = Field(default=100, ge=1)
     eval_clips: int = Field(default=8, ge=1)
 
@@ -116,6 +140,7 @@ class DitStageSettings(BaseModel):
     short_fraction: float = Field(default=0.25, ge=0, le=1, description="steps on a latent prefix")
     short_latent_frames: int = Field(default=5, ge=2, description="5 latent frames = 9 frames")
     export_every_seconds: float = Field(default=1200.0, gt=0)
+    init_from: Path | None = Field(default=None, description="denoiser checkpoint to start a new run from")
 
 
 class RunSettings(BaseModel):

@@ -20,7 +20,7 @@ from flashcli.core import flow
 from flashcli.core.devices import resolve_device
 from flashcli.core.specs import WanSpec
 
-from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint, warm_start
 from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
@@ -94,6 +94,11 @@ def train_dit(
             )
         transformer.load_state_dict(state["model"])
         null_text.data.copy_(state["null_text"])
+    elif settings.init_from is not None:
+        # Another run's denoiser (e.g. on the previous VAE's latents): a head start, then it adapts.
+        fresh = warm_start(transformer, settings.init_from)
+        null_text.data.copy_(load_checkpoint(settings.init_from)["null_text"])
+        print(f"dit: started from {settings.init_from}; fresh: {fresh or 'none'}", flush=True)
     spec = WanSpec(
         base_id=BASE_ID,
         transformer=transformer,

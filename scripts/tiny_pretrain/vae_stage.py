@@ -20,14 +20,27 @@ from einops import rearrange
 
 from flashcli.core.devices import resolve_device
 
-from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
-from .configs import VAE_CONFIG, Z_DIM, RunSettings
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint, warm_start
+from .configs import Z_DIM, RunSettings, vae_config
 from .data import render_pool, to_model_range
 
 
-def build_vae() -> AutoencoderKLWan:
+def build_vae(temporal_factor: int = 2) -> AutoencoderKLWan:
     # Identity latent stats until the encode stage measures the real ones.
-    return AutoencoderKLWan(**VAE_CONFIG, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+    config = vae_config(temporal_factor)
+    return AutoencoderKLWan(**config, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+
+
+# A pixel moves when it is this far (channel mean, [-1, 1] units) from its clip's temporal median.
+MOVING_THRESHOLD = 0.2
+
+
+def moving_pixels(batch: torch.Tensor) -> torch.Tensor:
+    """(B, 1, F, H, W) mask of the pixels of `batch` (B, 3, F, H, W) away from their temporal median:
+    the moving limbs (all zero for single frames)."""
+    # contiguous(): torch 2.13's CPU median along a broadcast (stride-0) axis returns wrong values.
+    median = batch.contiguous().median(dim=2, keepdim=True).values
+    return ((batch - median).abs().mean(dim=1, keepdim=True) > MOVING_THRESHOLD).to(batch.dtype)
 
 
 def sample_batch(
@@ -78,6 +91,16 @@ def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     return float("inf") if error == 0 else 10.0 * math.log10(255.0**2 / error)
 
 
+def moving_psnr(clip: np.ndarray, reconstruction: np.ndarray) -> float:
+    """PSNR over frames 1.. on the pixels that move (uint8 clips): what shows whether motion survives."""
+    video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
+    mask = moving_pixels(video)[0, 0, 1:].numpy().astype(bool)
+    if not mask.any():
+        return float("nan")
+    error = ((clip[1:].astype(np.float64) - reconstruction[1:].astype(np.float64)) ** 2).mean(axis=-1)
+    return 10.0 * math.log10(255.0**2 / error[mask].mean())
+
+
 @torch.no_grad()
 def reconstruct(vae: AutoencoderKLWan, clip: np.ndarray) -> np.ndarray:
     """uint8 (F, H, W, 3) -> uint8 reconstruction through the posterior mode, as the spec encodes."""
@@ -91,24 +114,34 @@ def reconstruct(vae: AutoencoderKLWan, clip: np.ndarray) -> np.ndarray:
 def evaluate_vae(vae: AutoencoderKLWan, clips: np.ndarray) -> dict[str, float]:
     """Mean per-clip PSNR over full-size, full-length clips; also frame 0 alone (the photo path)."""
     vae.eval()
-    all_frames, first_frames = [], []
+    all_frames, first_frames, moving = [], [], []
     for clip in clips:
         recon = reconstruct(vae, clip)
         all_frames.append(psnr(clip, recon))
         first_frames.append(psnr(clip[0], recon[0]))
+        moving.append(moving_psnr(clip, recon))
     vae.train()
-    return {"psnr": float(np.mean(all_frames)), "psnr_frame0": float(np.mean(first_frames))}
+    return {
+        "psnr": float(np.mean(all_frames)),
+        "psnr_frame0": float(np.mean(first_frames)),
+        "psnr_moving": float(np.nanmean(moving)),
+    }
 
 
 def vae_checkpoint_path(run: RunSettings) -> Path:
     return run.run_dir / "vae" / "checkpoint.pt"
 
 
+def checkpoint_temporal_factor(state: dict[str, Any]) -> int:
+    """The VAE layout a checkpoint was trained with (checkpoints from before the setting: x2)."""
+    return int(state.get("settings", {}).get("vae", {}).get("temporal_factor", 2))
+
+
 def load_trained_vae(run: RunSettings) -> tuple[AutoencoderKLWan, dict[str, Any]]:
     state = load_checkpoint(vae_checkpoint_path(run))
     if state is None:
         raise FileNotFoundError(f"no VAE checkpoint at {vae_checkpoint_path(run)}; run the vae stage first")
-    vae = build_vae()
+    vae = build_vae(checkpoint_temporal_factor(state))
     vae.load_state_dict(state["model"])
     return vae.eval(), state
 
@@ -123,7 +156,7 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
 
     torch.manual_seed(run.seed)
     device = resolve_device(run.device)
-    vae = build_vae().to(device).train()
+    vae = build_vae(settings.temporal_factor).to(device).train()
     trainable = decoder_parameters(vae) if settings.decoder_only else list(vae.parameters())
     vae.requires_grad_(False)
     for parameter in trainable:
@@ -133,6 +166,12 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
     step, elapsed = 0, 0.0
     state = load_checkpoint(vae_checkpoint_path(run))
     if state is not None:
+        if checkpoint_temporal_factor(state) != settings.temporal_factor:
+            raise ValueError(
+                f"{vae_checkpoint_path(run)} holds a VAE with temporal factor "
+                f"{checkpoint_temporal_factor(state)}; pass --vae-temporal-factor "
+                f"{checkpoint_temporal_factor(state)} or use a new --run-dir"
+            )
         vae.load_state_dict(state["model"])
         if state.get("decoder_only", False) == settings.decoder_only:
             optimizer.load_state_dict(state["optimizer"])
@@ -143,6 +182,9 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = state["step"], state["elapsed"]
+    elif settings.init_from is not None:
+        fresh = warm_start(vae, settings.init_from)
+        print(f"vae: started from {settings.init_from}; fresh: {fresh or 'none'}", flush=True)
     log = JsonlLog(stage_dir / "log.jsonl", step)
     started = time.time()
     best = state.get("eval", {}) if state else {}
@@ -182,8 +224,9 @@ def train_vae(run: RunSettings, *, time_limit: float | None = None) -> dict[str,
         # Decode the posterior mean, as the spec encodes: sampling starts at std 1 and the encoder needs
         # thousands of steps to shrink it, which kept PSNR below 19 dB for the first 250 steps.
         decoded = vae.decode(posterior.mode()).sample
-        l1 = (decoded - batch).abs().mean()
-        mse = (decoded - batch).pow(2).mean()
+        weight = 1.0 + settings.moved_weight * moving_pixels(batch) if settings.moved_weight else 1.0
+        l1 = ((decoded - batch).abs() * weight).mean()
+        mse = ((decoded - batch).pow(2) * weight).mean()
         # KL per latent element (diffusers' kl() sums over only some axes of a 5-D latent).
         kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
         loss = settings.l1_weight * l1 + settings.mse_weight * mse + settings.kl_weight * kl
