@@ -26,7 +26,7 @@ PROBES = ("training clip", "seen look", "unseen look", "other action, unseen loo
 SEED_BASE = 5_000_000  # the quality scripts' evaluation seeds; far from every pretraining stream
 
 
-def settings_for(variant: str, steps: int, frames: int, size: int, plain_loss_weight: float) -> Any:
+def settings_for(variant: str, steps: int, frames: int, size: int, align_overrides: dict[str, Any]) -> Any:
     from flashcli.config import resolve_learn
     from flashcli.core.settings import ALL_LORA_TARGETS, AlignSettings
 
@@ -34,8 +34,8 @@ def settings_for(variant: str, steps: int, frames: int, size: int, plain_loss_we
     base = learn.train_settings(frames=frames, size=size)
     plain = variant == "plain_lora"
     align = AlignSettings.variant("none" if plain else variant)
-    if align.injects:
-        align = align.model_copy(update={"plain_loss_weight": plain_loss_weight})
+    if align.injects:  # validated: a misspelt field is an error, not a silent default
+        align = AlignSettings.model_validate(align.model_dump() | align_overrides)
     update: dict[str, Any] = {"align": align}
     if plain:
         update["targets"] = list(ALL_LORA_TARGETS)
@@ -73,10 +73,19 @@ def main(argv: list[str]) -> int:
         default=0.0,
         help="with an alignment on, also train the plain loss on the original clip (AlignSettings)",
     )
+    parser.add_argument(
+        "--align",
+        default="{}",
+        help='more AlignSettings fields for aligned variants as JSON, e.g. {"motion_source": "update"}',
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("bench/out/adapter_fit.json"))
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    try:
+        align_overrides = {"plain_loss_weight": args.plain_loss_weight, **json.loads(args.align)}
+    except json.JSONDecodeError as error:
+        parser.error(f"--align is not JSON: {error}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
@@ -92,7 +101,7 @@ def main(argv: list[str]) -> int:
     plain = {k: fixed_denoising_error(spec, c, []) for k, c in clips.items()}
     rows: list[dict[str, Any]] = [{"variant": "no adapter", "seconds": 0.0, **plain}]
     for variant in variants:
-        settings = settings_for(variant, args.steps, frames, size, args.plain_loss_weight)
+        settings = settings_for(variant, args.steps, frames, size, align_overrides)
         started = time.time()
         result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
         adapters = [(result.adapter, result.metadata, 1.0)]
@@ -102,8 +111,8 @@ def main(argv: list[str]) -> int:
         print(f"{variant}: {row['seconds']:.0f} s", file=sys.stderr, flush=True)
 
     print(
-        f"{args.action}, {args.clips} clips, {args.steps} steps, plain loss weight "
-        f"{args.plain_loss_weight} where aligned, quick preset otherwise; lower is better"
+        f"{args.action}, {args.clips} clips, {args.steps} steps, {align_overrides} where aligned, "
+        "quick preset otherwise; lower is better"
     )
     print("| variant | learn s | " + " | ".join(PROBES) + " |")
     print("|---|---|" + "---|" * len(PROBES))

@@ -98,13 +98,13 @@ def test_installed_but_idle_changes_nothing_and_remove_restores() -> None:
     assert alignment.recorded_motion == {} and alignment.recorded_correspondence == {}
 
 
-@pytest.mark.parametrize("max_tokens", [None, 10])
-def test_injecting_the_same_clip_reproduces_the_plain_pass(max_tokens: int | None) -> None:
+@pytest.mark.parametrize(("max_tokens", "source"), [(None, "stream"), (10, "stream"), (None, "update")])
+def test_injecting_the_same_clip_reproduces_the_plain_pass(max_tokens: int | None, source: str) -> None:
     model = tiny_transformer()
     x = latents(0, batch=2)
     with torch.no_grad():
         plain = run(model, x)
-        alignment = aligned(model, max_correspondence_tokens=max_tokens)
+        alignment = aligned(model, max_correspondence_tokens=max_tokens, motion_source=source)
         injected = record_then_inject(alignment, model, x, x, motion=True, correspondence=True)
     torch.testing.assert_close(injected, plain, atol=1e-5, rtol=0)
 
@@ -130,6 +130,25 @@ def test_motion_injection_is_own_frame0_plus_recorded_motion() -> None:
     assert (injected_out - plain_out).abs().max() > 1e-2
     assert (other_out - injected_out).abs().max() > 1e-2
     torch.testing.assert_close(same_out, plain_out, atol=1e-5, rtol=0)
+
+
+def test_update_injection_keeps_the_incoming_stream_and_swaps_the_blocks_motion() -> None:
+    model = tiny_transformer()
+    x, x_aug = latents(0), latents(1)
+    alignment = aligned(model, correspondence_blocks=[], motion_source="update")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    model.blocks[1].register_forward_hook(lambda module, args, output: seen.append((args[0], output)))
+    with torch.no_grad():
+        run(model, x)
+        own_in, own_out = (t.reshape(1, FRAMES, 16, -1) for t in seen[-1])
+        run(model, x_aug)
+        aug_in, aug_out = (t.reshape(1, FRAMES, 16, -1) for t in seen[-1])
+        record_then_inject(alignment, model, x_aug, x, motion=True, correspondence=False)
+        injected = seen[-1][1].reshape(1, FRAMES, 16, -1)
+    own_update, aug_update = own_out - own_in, aug_out - aug_in
+    expected = own_in + own_update[:, :1] + aug_update - aug_update[:, :1]
+    torch.testing.assert_close(injected, expected, atol=1e-5, rtol=0)
+    assert (injected[:, 1:] - own_out[:, 1:]).abs().max() > 1e-3  # the block's motion really changed
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,10 @@ Two hook kinds, both switchable (docs/motion_alignment.md has the full story):
 - Motion Align: a forward hook on each chosen `WanTransformerBlock`. The block's output tokens,
   ordered (t, h, w) by Wan's patchify, are split into latent frames; the motion component is each
   frame's features minus frame 0's at the same spatial position. Recorded on the x' pass; on the x
-  pass the block output becomes x's own frame-0 features plus the recorded x' motion.
+  pass the block output becomes x's own frame-0 features plus the recorded x' motion
+  (`motion_source="stream"`). With `motion_source="update"` only the block's own contribution
+  (output minus input, the analogue of a UNet's temporal-layer output) has its motion swapped; the
+  stream x brings into the block stays x's.
 - Correspondence Align: an attention processor on each chosen block's self-attention (attn1). It
   computes softmax(QK^T / sqrt(d)) explicitly (RMSNorm q/k and RoPE as Wan does) for all query
   tokens or a subsample of them. Recorded on the x' pass; on the x pass the rows of those queries
@@ -67,6 +70,8 @@ class MotionAlignment:
         spaced, or drawn from the generator given to `record`); None records the full N x N map,
         which costs B * heads * N^2 floats per block (see docs/motion_alignment.md).
     detach_recorded: if True, the x' tensors are injected as constants (no gradient into the x' pass).
+    motion_source: "stream" swaps the motion of the block's output; "update" that of the block's
+        residual update (output minus input) only.
     """
 
     def __init__(
@@ -78,7 +83,10 @@ class MotionAlignment:
         frames_latent: int,
         max_correspondence_tokens: int | None = None,
         detach_recorded: bool = False,
+        motion_source: Literal["stream", "update"] = "stream",
     ) -> None:
+        if motion_source not in ("stream", "update"):
+            raise ValueError(f"motion_source must be 'stream' or 'update', got {motion_source!r}")
         blocks = getattr(transformer, "blocks", None)
         if not isinstance(blocks, nn.ModuleList):
             raise TypeError("transformer must be a diffusers WanTransformer3DModel (it has no `blocks` list)")
@@ -111,6 +119,7 @@ class MotionAlignment:
         self.token_frames = frames_latent // temporal_patch
         self.max_correspondence_tokens = max_correspondence_tokens
         self.detach_recorded = detach_recorded
+        self.motion_source = motion_source
         self.fired: dict[str, int] = dict.fromkeys(FIRED_KINDS, 0)
 
         self._mode = _Mode()
@@ -303,6 +312,10 @@ class MotionAlignment:
             if mode.action == "off" or not mode.motion:
                 return None
             frames = self._split_frames(output)  # (B, T, h*w, C)
+            carried = None
+            if self.motion_source == "update":
+                carried = self._split_frames(args[0])  # the stream the block received
+                frames = frames - carried  # the block's own contribution
             if mode.action == "record":
                 motion = frames - frames[:, :1]
                 if not mode.replay:
@@ -318,6 +331,8 @@ class MotionAlignment:
             if not mode.replay:
                 self.fired["motion_inject"] += 1
             injected = frames[:, :1] + recorded.to(frames.dtype)
+            if carried is not None:
+                injected = carried + injected
             return rearrange(injected, "b t s c -> b (t s) c")
 
         return hook

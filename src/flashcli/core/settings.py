@@ -47,6 +47,11 @@ class AlignSettings(BaseModel):
     max_correspondence_tokens: int | None = Field(default=512, ge=1)
     aligned_loss_weight: float = Field(default=1.0, ge=0)
     augmented_loss_weight: float = Field(default=1.0, ge=0)
+    # What Motion Align swaps: the motion of the block's whole output ("stream") or of its residual
+    # update only ("update"); see docs/motion_alignment.md.
+    motion_source: Literal["stream", "update"] = "stream"
+    # Inject the x' tensors as constants: the aligned loss then trains nothing through the x' pass.
+    detach_recorded: bool = False
     # A third forward on x without injection; off by default so alignment costs ~one extra pass.
     plain_loss_weight: float = Field(default=0.0, ge=0)
 
