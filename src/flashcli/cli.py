@@ -88,7 +88,7 @@ def _load_base(source: str, device: str) -> Any:
 def _check_fits(spec: Any, frames: int, size: int) -> None:
     """Frame count and size the base can take, or a sentence saying what would."""
     if not spec.frames_ok(frames):
-        step = spec.temporal_factor
+        step = spec.frame_step
         nearest = max(step + 1, (frames - 1) // step * step + 1)
         raise UserError(
             f"--frames {frames} does not fit base '{spec.base_id}': "
@@ -137,7 +137,7 @@ def learn(
     prompt: Annotated[str | None, typer.Option(help="Text describing the action (for text bases).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames per clip (Wan 2.2: 4k+1; tiny: 2k+1).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip: 4k+1 (5, 9, 17, ...).")] = None,
     size: Annotated[int | None, typer.Option(help="Square frame size in pixels.")] = None,
     crop: Annotated[str | None, typer.Option(help="Fit frames by centre crop, pad or stretch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,

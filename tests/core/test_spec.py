@@ -123,3 +123,19 @@ def test_wan22_style_vae_with_patchified_pixels_works_through_the_spec() -> None
     assert torch.allclose(spec.encode_photo(video[:, :, 0]), latents[:, :, :1], atol=1e-5)
     decoded = spec.decode(latents, reference_photo=video[:, :, 0])
     assert decoded.shape == video.shape and torch.equal(decoded[:, :, 0], video[:, :, 0])
+
+
+def test_frames_are_4k_plus_1_whatever_the_time_compression() -> None:
+    # diffusers' Wan VAE encodes frame 0 and then chunks of 4 frames, dropping a remainder silently:
+    # 6 frames would become 5 latent frames. So even a VAE with no time compression needs 4k+1.
+    from flashcli.core.specs import WanSpec
+
+    transformer, _, null_text = build_tiny_components(seed=8)
+    torch.manual_seed(8)
+    vae = random_wan_vae(temperal_downsample=[False, False, False], scale_factor_temporal=1)
+    spec = WanSpec(base_id="no-time", transformer=transformer, vae=vae, null_text=null_text)
+    assert spec.frames_ok(5) and spec.frames_ok(9) and not spec.frames_ok(6) and not spec.frames_ok(1)
+    video = video_to_tensor(moving_square_clip(3, frames=9, size=TINY_SIZE))[None]
+    assert spec.encode_video(video).shape[2] == 9 == spec.latent_frames(9)
+    with pytest.raises(ValueError, match="needs 4k\\+1 frames \\(e.g. 5\\)"):
+        spec.encode_video(video[:, :, :6])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ def hash_state_dict(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
+# diffusers' AutoencoderKLWan encodes frame 0, then chunks of this many frames (see frame_step).
+ENCODER_CHUNK_FRAMES = 4
+
+
 class WanSpec:
     """Everything the trainer, sampler and CLI need to know about one Wan-architecture base."""
 
@@ -123,6 +128,13 @@ class WanSpec:
     @property
     def temporal_factor(self) -> int:
         return int(self.vae.config.scale_factor_temporal)
+
+    @property
+    def frame_step(self) -> int:
+        """Clips have 1 + frame_step * k frames. diffusers' Wan VAE encodes frame 0 alone, then chunks
+        of 4 frames, and silently drops a shorter remainder (`AutoencoderKLWan._encode`), so every
+        Wan VAE needs 4k+1 frames, whatever its time compression."""
+        return math.lcm(ENCODER_CHUNK_FRAMES, self.temporal_factor)
 
     @property
     def spatial_factor(self) -> int:
@@ -181,8 +193,8 @@ class WanSpec:
         return self.default_motion_blocks[:4]
 
     def frames_ok(self, frames: int) -> bool:
-        """(temporal factor)k+1 frames for the causal VAE, and at least one generated latent frame."""
-        return frames > 1 and (frames - 1) % self.temporal_factor == 0
+        """(frame_step)k+1 frames for the causal VAE, and at least one generated latent frame."""
+        return frames > 1 and (frames - 1) % self.frame_step == 0
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_factor + 1
@@ -218,10 +230,10 @@ class WanSpec:
 
     def check_video_shape(self, frames: int, height: int, width: int) -> None:
         if not self.frames_ok(frames):
+            step = self.frame_step
             raise ValueError(
                 f"{frames} frames do not fit base {self.base_id!r}: "
-                f"it needs {self.temporal_factor}k+1 frames "
-                f"(e.g. {self.temporal_factor * max(1, (frames - 1) // self.temporal_factor) + 1})"
+                f"it needs {step}k+1 frames (e.g. {step * max(1, (frames - 1) // step) + 1})"
             )
         if height % self.size_multiple or width % self.size_multiple:
             raise ValueError(
