@@ -76,9 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crops-per-clip", type=int, default=2)
     parser.add_argument("--val-clips", type=int, default=3)
     parser.add_argument("--size", type=int, default=64, help="FigureWorld frame size (the tiny base's size)")
-    parser.add_argument(
-        "--frames", type=int, default=9, help="frames per clip (4k+1); 9 is short"
-    )
+    parser.add_argument("--frames", type=int, default=9, help="frames per clip (4k+1); 9 is short")
     parser.add_argument("--checkpoint-every", type=int, default=25)
     parser.add_argument("--validate-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
