@@ -96,6 +96,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# Command-line flags that set one field of the run settings when given: flag -> (section, field).
+FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "vae_steps": ("vae", "steps"),
+    "vae_batch": ("vae", "batch_size"),
+    "vae_window": ("vae", "window_frames"),
+    "vae_crop": ("vae", "crop"),
+    "vae_image_fraction": ("vae", "image_fraction"),
+    "vae_temporal_factor": ("vae", "temporal_factor"),
+    "vae_moved_weight": ("vae", "moved_weight"),
+    "vae_init_from": ("vae", "init_from"),
+    "encode_clips": ("encode", "clips"),
+    "dit_steps": ("dit", "steps"),
+    "dit_short_latent_frames": ("dit", "short_latent_frames"),
+    "dit_init_from": ("dit", "init_from"),
+    "export_every": ("dit", "export_every_seconds"),
+}
+
+
 def run_settings(args: argparse.Namespace) -> RunSettings:
     run = RunSettings(
         seed=args.seed,
@@ -104,34 +122,12 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run_dir=args.run_dir,
         export_dir=args.export_dir,
     )
-    if args.vae_steps is not None:
-        run.vae.steps = args.vae_steps
-    if args.vae_batch is not None:
-        run.vae.batch_size = args.vae_batch
-    if args.vae_window is not None:
-        run.vae.window_frames = args.vae_window
-    if args.vae_crop is not None:
-        run.vae.crop = args.vae_crop
-    if args.vae_image_fraction is not None:
-        run.vae.image_fraction = args.vae_image_fraction
-    if args.vae_temporal_factor is not None:
-        run.vae.temporal_factor = args.vae_temporal_factor
-    if args.vae_moved_weight is not None:
-        run.vae.moved_weight = args.vae_moved_weight
-    if args.vae_init_from is not None:
-        run.vae.init_from = args.vae_init_from
-    if args.dit_init_from is not None:
-        run.dit.init_from = args.dit_init_from
+    for flag, (section, field) in FLAG_FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(run, section), field, value)
     if args.vae_decoder_only:
         run.vae.decoder_only = True
-    if args.encode_clips is not None:
-        run.encode.clips = args.encode_clips
-    if args.dit_steps is not None:
-        run.dit.steps = args.dit_steps
-    if args.dit_short_latent_frames is not None:
-        run.dit.short_latent_frames = args.dit_short_latent_frames
-    if args.export_every is not None:
-        run.dit.export_every_seconds = args.export_every
     return run
 
 

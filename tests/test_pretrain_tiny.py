@@ -142,3 +142,19 @@ def test_a_new_layout_starts_from_the_old_vae_with_only_the_time_convolutions_fr
     save_checkpoint(tmp_path / "new.pt", {"model": new.state_dict()})
     fresh = warm_start(vae_stage.build_vae(2), tmp_path / "new.pt")
     assert fresh and all("time_conv" in name for name in fresh)
+
+
+def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
+    import pretrain_tiny
+
+    args = pretrain_tiny.parse_args(
+        ["--vae-temporal-factor", "1", "--vae-moved-weight", "5", "--dit-short-latent-frames", "9"]
+        + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
+    )
+    run = pretrain_tiny.run_settings(args)
+    assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
+    assert (run.dit.short_latent_frames, run.dit.export_every_seconds) == (9, 60.0)
+    assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
+    # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
+    for section, field in pretrain_tiny.FLAG_FIELDS.values():
+        assert field in type(getattr(run, section)).model_fields
