@@ -1,0 +1,123 @@
+"""Does what training learns reach sampling? Fine-tune the WHOLE denoiser on N clips of one action,
+then animate a training clip's own photo and unseen people's photos, before and after.
+
+An adapter can only do less than full fine-tuning. If even this barely changes the sampled videos
+(against how much a different sampling seed changes them), the trouble is in the base or the
+sampler, not in the adapter or Motion Align. Prints grey-level differences and writes a contact
+sheet (per photo: truth, after, before).
+
+    python bench/finetune_reach.py --base runs/tiny_v3_export --steps 1200 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SEED, TEST_SEED = 7_000_000, 8_000_000  # bench/quality.py's clip seed ranges
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", default="tiny")
+    parser.add_argument("--action", default="jumping_jack")
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--sample-steps", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--picture", type=Path, default=REPO / "bench" / "out" / "finetune_reach.png")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from tiny_quality import contact_sheet
+
+    from flashcli.core.flow import (
+        flow_loss,
+        noisy_with_clean_first_frame,
+        sigma_to_timestep,
+        training_sigmas,
+        velocity_target,
+    )
+    from flashcli.core.pixels import video_to_tensor
+    from flashcli.core.sampler import animate_photo
+    from flashcli.core.settings import SampleSettings
+    from flashcli.core.specs import load_base
+    from flashcli.figureworld import render_clip
+
+    torch.set_num_threads(args.threads)
+    spec = load_base(args.base, device="cpu")
+    size = spec.default_size
+
+    def clip(seed: int, look: str) -> np.ndarray:
+        return render_clip(args.action, seed, size=size, frames=args.frames, appearance=look).frames  # type: ignore[arg-type]
+
+    training = [clip(TRAIN_SEED + i, "seen") for i in range(args.clips)]
+    photos = {
+        "training clip": training[0],
+        "unseen 1": clip(TEST_SEED, "unseen"),
+        "unseen 2": clip(TEST_SEED + 1, "unseen"),
+    }
+
+    def animate(photo: np.ndarray, seed: int = 0) -> np.ndarray:
+        settings = SampleSettings(steps=args.sample_steps, seed=seed, use_ded=False)
+        return animate_photo(spec, photo, [], settings, frames=args.frames).astype(np.float64)
+
+    before = {name: animate(video[0]) for name, video in photos.items()}
+    seeds = [animate(photos["unseen 1"][0], seed) for seed in range(4)]
+    seed_spread = np.mean([np.abs(a - b)[1:].mean() for a, b in itertools.combinations(seeds, 2)])
+
+    with torch.no_grad():
+        latents = torch.cat([spec.encode_video(video_to_tensor(c)[None]) for c in training])
+    text = spec.encode_text(None)
+    transformer = spec.transformer.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(0)
+    started, losses = time.time(), []
+    for step in range(1, args.steps + 1):
+        x0 = latents[torch.randint(len(latents), (args.batch,), generator=generator)]
+        sigma = training_sigmas(args.batch, generator, 3.0)
+        noise = torch.randn(x0.shape, generator=generator)
+        noisy = noisy_with_clean_first_frame(x0, noise, sigma)
+        predicted = spec.denoise(noisy, sigma_to_timestep(sigma), text.expand(args.batch, -1, -1))
+        loss = flow_loss(predicted, velocity_target(x0, noise))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            print(
+                f"step {step}: loss {np.mean(losses[-100:]):.4f}, {time.time() - started:.0f} s",
+                file=sys.stderr,
+            )
+    transformer.eval().requires_grad_(False)
+
+    print(
+        f"{args.action}, {args.clips} clips, {args.steps} full fine-tuning steps, lr {args.lr}; grey levels"
+    )
+    print(f"seed to seed (no training, 4 seeds): {seed_spread:.2f}")
+    rows = []
+    for name, video in photos.items():
+        after = animate(video[0])
+        moved = np.abs(after[1:] - after[:1]).mean()
+        truth = np.abs(video[1:].astype(np.float64) - video[:1]).mean()
+        change = np.abs(after - before[name]).mean()
+        print(f"{name}: after vs before {change:.2f}; motion after {moved:.2f}, in the truth {truth:.2f}")
+        rows += [video, after.astype(np.uint8), before[name].astype(np.uint8)]
+    print(f"picture: {contact_sheet(rows, args.picture)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
