@@ -88,11 +88,9 @@ def _load_base(source: str, device: str) -> Any:
 def _check_fits(spec: Any, frames: int, size: int) -> None:
     """Frame count and size the base can take, or a sentence saying what would."""
     if not spec.frames_ok(frames):
-        step = spec.frame_step
-        nearest = max(step + 1, (frames - 1) // step * step + 1)
         raise UserError(
             f"--frames {frames} does not fit base '{spec.base_id}': "
-            f"it needs {step}k+1 frames (e.g. {nearest})."
+            f"it needs {spec.frame_step}k+1 frames (e.g. {spec.nearest_frames(frames)})."
         )
     if size % spec.size_multiple:
         nearest = max(spec.size_multiple, size // spec.size_multiple * spec.size_multiple)

@@ -196,6 +196,11 @@ class WanSpec:
         """(frame_step)k+1 frames for the causal VAE, and at least one generated latent frame."""
         return frames > 1 and (frames - 1) % self.frame_step == 0
 
+    def nearest_frames(self, frames: int) -> int:
+        """The frame count that fits, at or just below `frames` (never below the shortest)."""
+        step = self.frame_step
+        return step * max(1, (frames - 1) // step) + 1
+
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_factor + 1
 
@@ -230,10 +235,9 @@ class WanSpec:
 
     def check_video_shape(self, frames: int, height: int, width: int) -> None:
         if not self.frames_ok(frames):
-            step = self.frame_step
             raise ValueError(
                 f"{frames} frames do not fit base {self.base_id!r}: "
-                f"it needs {step}k+1 frames (e.g. {step * max(1, (frames - 1) // step) + 1})"
+                f"it needs {self.frame_step}k+1 frames (e.g. {self.nearest_frames(frames)})"
             )
         if height % self.size_multiple or width % self.size_multiple:
             raise ValueError(
