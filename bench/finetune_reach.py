@@ -41,15 +41,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "scripts"))
+    from tiny_pretrain.dit_stage import first_frame_flow_loss
     from tiny_quality import contact_sheet
 
-    from flashcli.core.flow import (
-        flow_loss,
-        noisy_with_clean_first_frame,
-        sigma_to_timestep,
-        training_sigmas,
-        velocity_target,
-    )
     from flashcli.core.pixels import video_to_tensor
     from flashcli.core.sampler import animate_photo
     from flashcli.core.settings import SampleSettings
@@ -87,11 +81,7 @@ def main(argv: list[str]) -> int:
     started, losses = time.time(), []
     for step in range(1, args.steps + 1):
         x0 = latents[torch.randint(len(latents), (args.batch,), generator=generator)]
-        sigma = training_sigmas(args.batch, generator, 3.0)
-        noise = torch.randn(x0.shape, generator=generator)
-        noisy = noisy_with_clean_first_frame(x0, noise, sigma)
-        predicted = spec.denoise(noisy, sigma_to_timestep(sigma), text.expand(args.batch, -1, -1))
-        loss = flow_loss(predicted, velocity_target(x0, noise))
+        loss = first_frame_flow_loss(spec, x0, text, generator, spec.flow_shift)  # as pretraining trains
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
