@@ -111,3 +111,50 @@ def test_text_bases_use_the_prompt_and_guidance(tmp_path) -> None:
     assert np.array_equal(welding[0], photo)
     assert not np.array_equal(welding, animate(prompt="a person is waving", guidance=4.0))
     assert not np.array_equal(welding, animate(prompt="a person is welding", guidance=1.0))
+
+
+def test_a_denoiser_fitted_to_two_clips_replays_each_from_its_first_frame(tiny_spec) -> None:
+    """What training teaches is what sampling plays: sigmas, timesteps and the clean frame 0 agree.
+
+    The whole denoiser is fitted, with the training loss, to two latent clips that differ from
+    frame 0 on. Sampling from a clip's own frame 0 must then land near that clip, far nearer than
+    before fitting and than the other clip: only the held frame 0 tells the two apart.
+    """
+    from flashcli.core import flow
+    from flashcli.core.sampler import first_frame_velocity, initial_noise
+
+    generator = torch.Generator().manual_seed(0)
+    # Latent clips (clip, z, T, h, w): flat random frame 0, then each channel drifting its own way.
+    first = torch.randn((2, 4, 1, 1, 1), generator=generator).expand(2, 4, 1, 4, 4)
+    drift = torch.tensor([[1.0, -1.0, 0.5, 0.0], [-1.0, 1.0, 0.0, -0.5]]).view(2, 4, 1, 1, 1)
+    clips = first + drift * torch.arange(3.0).view(1, 1, 3, 1, 1)
+    text = tiny_spec.encode_text(None)
+
+    def replay(index: int) -> torch.Tensor:
+        condition = clips[index : index + 1, :, :1]
+        start = initial_noise((1, *clips.shape[1:]), seed=index)
+        start[:, :, :1] = condition
+        with torch.no_grad():
+            return sample(first_frame_velocity(tiny_spec, condition, text), start, sampling_sigmas(8, 2.0))
+
+    def distance(latents: torch.Tensor, index: int) -> float:
+        return float((latents[0] - clips[index])[:, 1:].pow(2).mean())
+
+    before = [distance(replay(index), index) for index in range(2)]
+    transformer = tiny_spec.transformer.train().requires_grad_(True)
+    optimizer = torch.optim.Adam(transformer.parameters(), lr=3e-3)
+    batch = clips.repeat(2, 1, 1, 1, 1)
+    for _ in range(200):
+        sigma = flow.training_sigmas(len(batch), generator, 2.0)
+        noise = torch.randn(batch.shape, generator=generator)
+        noisy = flow.noisy_with_clean_first_frame(batch, noise, sigma)
+        predicted = tiny_spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
+        loss = flow.flow_loss(predicted, flow.velocity_target(batch, noise))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    transformer.eval().requires_grad_(False)
+    for index in range(2):
+        latents = replay(index)
+        assert distance(latents, index) < 0.2 * before[index]
+        assert distance(latents, index) < 0.2 * distance(latents, 1 - index)

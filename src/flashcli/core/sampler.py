@@ -54,6 +54,30 @@ def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
+def first_frame_velocity(
+    spec: WanSpec, condition: torch.Tensor, text: torch.Tensor, *, guidance: float | None = None
+) -> ModelFn:
+    """The model_fn `sample` integrates when a clean latent (B, z, 1, h, w) is held as frame 0.
+
+    Denoises as training does (`flow.noisy_with_clean_first_frame`): frame 0 is the condition at
+    every step and its velocity is zero, so the Euler step leaves it where it is. With `guidance`,
+    `text` holds the prompt's embedding then the negative prompt's (classifier-free guidance).
+    """
+
+    def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        x = torch.cat([condition, x[:, :, 1:]], dim=2)
+        batch = torch.cat([x, x]) if guidance is not None else x
+        timesteps = sigma_to_timestep(torch.full((batch.shape[0],), sigma, device=x.device))
+        predicted = spec.denoise(batch, timesteps, text)
+        if guidance is not None:
+            conditional, unconditional = predicted.chunk(2)
+            predicted = unconditional + guidance * (conditional - unconditional)
+        predicted[:, :, 0] = 0
+        return predicted
+
+    return velocity
+
+
 def animate_photo(
     spec: WanSpec,
     photo: np.ndarray,
@@ -80,30 +104,20 @@ def animate_photo(
     latents[:, :, :1] = condition
 
     text = spec.encode_text(settings.prompt)
-    guided = spec.has_text and settings.guidance > 1.0
-    if guided:
+    guidance = settings.guidance if spec.has_text and settings.guidance > 1.0 else None
+    if guidance is not None:
         text = torch.cat([text, spec.encode_text(settings.negative_prompt)])
     cast = autocast_dtype(device, settings.precision)
     autocast = torch.autocast(device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
-
-    def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        x = torch.cat([condition, x[:, :, 1:]], dim=2)  # frame 0 stays the clean photo latent
-        batch = torch.cat([x, x]) if guided else x
-        timesteps = sigma_to_timestep(torch.full((batch.shape[0],), sigma, device=device))
-        with autocast:
-            predicted = spec.denoise(batch, timesteps, text)
-        if guided:
-            conditional, unconditional = predicted.chunk(2)
-            predicted = unconditional + settings.guidance * (conditional - unconditional)
-        predicted[:, :, 0] = 0  # the Euler step leaves frame 0 where it is
-        return predicted
+    velocity = first_frame_velocity(spec, condition, text, guidance=guidance)
 
     def report(step: int, total: int, _: torch.Tensor) -> None:
         if progress is not None:
             progress(step, total + 1)
 
     shift = settings.shift if settings.shift is not None else spec.flow_shift
-    with torch.no_grad(), adapters_attached(spec, adapters):
+    # Autocast reaches the denoiser's matmuls; the Euler updates stay in fp32 (type promotion).
+    with torch.no_grad(), adapters_attached(spec, adapters), autocast:
         final = sample(velocity, latents, sampling_sigmas(settings.steps, shift), callback=report)
     final[:, :, :1] = condition
     video = spec.decode(final, reference_photo=reference, use_ded=settings.use_ded, ded=ded)
