@@ -44,8 +44,8 @@ def main(argv: list[str]) -> int:
     from tiny_pretrain.dit_stage import first_frame_flow_loss
     from tiny_quality import contact_sheet
 
-    from flashcli.core.pixels import video_to_tensor
-    from flashcli.core.sampler import animate_photo
+    from flashcli.core.pixels import photo_to_tensor, tensor_to_video, video_to_tensor
+    from flashcli.core.sampler import sample_photo_latents
     from flashcli.core.settings import SampleSettings
     from flashcli.core.specs import load_base
     from flashcli.figureworld import render_clip
@@ -64,16 +64,27 @@ def main(argv: list[str]) -> int:
         "unseen 2": clip(TEST_SEED + 1, "unseen"),
     }
 
-    def animate(photo: np.ndarray, seed: int = 0) -> np.ndarray:
+    def animate(photo: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+        """Sampled latents and their VAE decoding (no DED: the denoiser's own work)."""
         settings = SampleSettings(steps=args.sample_steps, seed=seed, use_ded=False)
-        return animate_photo(spec, photo, [], settings, frames=args.frames).astype(np.float64)
+        latents = sample_photo_latents(spec, photo_to_tensor(photo)[None], [], settings, frames=args.frames)
+        with torch.no_grad():
+            video = tensor_to_video(spec.decode(latents, use_ded=False)[0]).astype(np.float64)
+        video[0] = photo
+        return latents, video
+
+    def encode(video: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return spec.encode_video(video_to_tensor(video)[None])
+
+    def latent_distance(latents: torch.Tensor, truth: torch.Tensor) -> float:
+        return float((latents - truth)[:, :, 1:].pow(2).mean())
 
     before = {name: animate(video[0]) for name, video in photos.items()}
-    seeds = [animate(photos["unseen 1"][0], seed) for seed in range(4)]
+    seeds = [animate(photos["unseen 1"][0], seed)[1] for seed in range(4)]
     seed_spread = np.mean([np.abs(a - b)[1:].mean() for a, b in itertools.combinations(seeds, 2)])
 
-    with torch.no_grad():
-        latents = torch.cat([spec.encode_video(video_to_tensor(c)[None]) for c in training])
+    latents = torch.cat([encode(c) for c in training])
     text = spec.encode_text(None)
     transformer = spec.transformer.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.0)
@@ -97,14 +108,25 @@ def main(argv: list[str]) -> int:
         f"{args.action}, {args.clips} clips, {args.steps} full fine-tuning steps, lr {args.lr}; grey levels"
     )
     print(f"seed to seed (no training, 4 seeds): {seed_spread:.2f}")
+    print(
+        "latent distance = mean squared latent difference to the photo's true clip on frames 1..; "
+        "the true clip's own motion is its distance to frame 0 held still"
+    )
     rows = []
     for name, video in photos.items():
-        after = animate(video[0])
+        after_latents, after = animate(video[0])
+        before_latents, before_video = before[name]
         moved = np.abs(after[1:] - after[:1]).mean()
         truth = np.abs(video[1:].astype(np.float64) - video[:1]).mean()
-        change = np.abs(after - before[name]).mean()
+        change = np.abs(after - before_video).mean()
         print(f"{name}: after vs before {change:.2f}; motion after {moved:.2f}, in the truth {truth:.2f}")
-        rows += [video, after.astype(np.uint8), before[name].astype(np.uint8)]
+        true_latents = encode(video)
+        print(
+            f"  latent distance: before {latent_distance(before_latents, true_latents):.3f}, "
+            f"after {latent_distance(after_latents, true_latents):.3f}; true motion "
+            f"{latent_distance(true_latents[:, :, :1].expand_as(true_latents), true_latents):.3f}"
+        )
+        rows += [video, after.astype(np.uint8), before_video.astype(np.uint8)]
     print(f"picture: {contact_sheet(rows, args.picture)}")
     return 0
 

@@ -70,6 +70,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--vae-moved-weight", type=float, default=None, help="extra loss weight on moving pixels"
     )
     parser.add_argument(
+        "--vae-lr", type=float, default=None, help="peak VAE learning rate (cosine schedule over --vae-steps)"
+    )
+    parser.add_argument("--vae-min-lr", type=float, default=None, help="final VAE learning rate")
+    parser.add_argument(
         "--vae-init-from", type=Path, default=None, help="start a new VAE from this VAE checkpoint"
     )
     parser.add_argument(
@@ -105,6 +109,8 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "vae_image_fraction": ("vae", "image_fraction"),
     "vae_temporal_factor": ("vae", "temporal_factor"),
     "vae_moved_weight": ("vae", "moved_weight"),
+    "vae_lr": ("vae", "learning_rate"),
+    "vae_min_lr": ("vae", "min_learning_rate"),
     "vae_init_from": ("vae", "init_from"),
     "encode_clips": ("encode", "clips"),
     "dit_steps": ("dit", "steps"),

@@ -150,9 +150,11 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     args = pretrain_tiny.parse_args(
         ["--vae-temporal-factor", "1", "--vae-moved-weight", "5", "--dit-short-latent-frames", "9"]
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
+        + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
+    assert (run.vae.learning_rate, run.vae.min_learning_rate) == (2e-4, 2e-5)
     assert (run.dit.short_latent_frames, run.dit.export_every_seconds) == (9, 60.0)
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.

@@ -78,24 +78,21 @@ def first_frame_velocity(
     return velocity
 
 
-def animate_photo(
+def sample_photo_latents(
     spec: WanSpec,
-    photo: np.ndarray,
+    reference: torch.Tensor,
     adapters: list[Adapter],
     settings: SampleSettings,
     *,
     frames: int,
     progress: Callable[[int, int], None] | None = None,
-    ded: Any | None = None,
-) -> np.ndarray:
-    """Animate `photo` (uint8 (H, W, 3)) with the adapters; returns uint8 (frames, H, W, 3), frame 0 == photo.
+) -> torch.Tensor:
+    """The denoised latents (1, z, T, h, w) of a video that starts at `reference` (1, 3, H, W) in [-1, 1].
 
-    adapters: (tensors, metadata, strength) each, strength 0..2. progress(done, total) counts the
-    denoising steps plus one final unit for decoding (which is slow on CPU). ded: a Detail
-    Enhancement Decoder to use instead of the base's (an action's fine-tuned one), when settings.use_ded.
+    Frame 0 is the photo's own clean latent. progress(done, total) counts the denoising steps plus
+    one final unit that the caller reports after decoding.
     """
-    reference = photo_to_tensor(photo).unsqueeze(0)
-    height, width = photo.shape[:2]
+    height, width = reference.shape[-2:]
     spec.check_video_shape(frames, height, width)
     device = spec.device
     condition = spec.encode_photo(reference)  # (1, z, 1, h, w), normalised
@@ -120,6 +117,27 @@ def animate_photo(
     with torch.no_grad(), adapters_attached(spec, adapters), autocast:
         final = sample(velocity, latents, sampling_sigmas(settings.steps, shift), callback=report)
     final[:, :, :1] = condition
+    return final
+
+
+def animate_photo(
+    spec: WanSpec,
+    photo: np.ndarray,
+    adapters: list[Adapter],
+    settings: SampleSettings,
+    *,
+    frames: int,
+    progress: Callable[[int, int], None] | None = None,
+    ded: Any | None = None,
+) -> np.ndarray:
+    """Animate `photo` (uint8 (H, W, 3)) with the adapters; returns uint8 (frames, H, W, 3), frame 0 == photo.
+
+    adapters: (tensors, metadata, strength) each, strength 0..2. progress(done, total) counts the
+    denoising steps plus one final unit for decoding (which is slow on CPU). ded: a Detail
+    Enhancement Decoder to use instead of the base's (an action's fine-tuned one), when settings.use_ded.
+    """
+    reference = photo_to_tensor(photo).unsqueeze(0)
+    final = sample_photo_latents(spec, reference, adapters, settings, frames=frames, progress=progress)
     video = spec.decode(final, reference_photo=reference, use_ded=settings.use_ded, ded=ded)
     if progress is not None:
         progress(settings.steps + 1, settings.steps + 1)
