@@ -21,6 +21,8 @@ UNSEEN_SEED = 7_777_777
 # Issue 5 asks for 28 dB; the shipped VAE measures less (model card), so this floor guards against a
 # regression or broken weights (an untrained VAE gives about 11 dB). Raise it when the VAE improves.
 PSNR_FLOOR_DB = 21.0
+# On moving pixels a VAE that keeps motion beats a still average of the clip by this much at least.
+MOVING_MARGIN_DB = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,31 @@ def test_tiny_denoiser_predicts_a_finite_velocity_for_every_latent(tiny_spec) ->
         velocity = tiny_spec.denoise(latents, torch.tensor([500.0]), tiny_spec.encode_text(None))
     assert velocity.shape == latents.shape
     assert torch.isfinite(velocity).all()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped x2-time VAE draws moving limbs as a still blur (14.3 dB against 14.1 for the "
+    "clip's mean); the unshipped no-time-compression VAE passes (model card, 'Next'). When it ships, "
+    "this marker must go: strict makes a pass fail until it does",
+)
+def test_tiny_vae_keeps_the_motion_of_an_unseen_clip(tiny_spec) -> None:
+    """On the pixels that move, the reconstruction must beat one static picture of the clip.
+
+    A VAE can score well over all pixels while it draws every moving limb as a still blur; then no
+    action can ever show. Moving pixels: frames 1.., more than 0.2 (in [-1, 1]) from the temporal
+    median.
+    """
+    clip = render_clip("squat", UNSEEN_SEED + 2, size=TINY_SIZE, frames=TINY_FRAMES).frames
+    with torch.no_grad():
+        reconstruction = _to_uint8(tiny_spec.decode(tiny_spec.encode_video(_to_model(clip))))
+    frames = clip.astype(np.float64)
+    moving = (np.abs(frames - np.median(frames, axis=0)).mean(-1) > 0.2 * 127.5)[1:]
+    static = np.broadcast_to(frames.mean(axis=0), frames.shape)
+
+    def moving_psnr(other: np.ndarray) -> float:
+        error = np.mean((frames[1:][moving] - other.astype(np.float64)[1:][moving]) ** 2)
+        return 10 * math.log10(255.0**2 / error)
+
+    assert moving.mean() > 0.005  # the clip does move
+    assert moving_psnr(reconstruction) >= moving_psnr(static) + MOVING_MARGIN_DB
