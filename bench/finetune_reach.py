@@ -41,9 +41,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "scripts"))
-    from tiny_pretrain.dit_stage import first_frame_flow_loss
     from tiny_quality import contact_sheet
 
+    from flashcli.core.flow import first_frame_flow_loss
     from flashcli.core.pixels import photo_to_tensor, tensor_to_video, video_to_tensor
     from flashcli.core.sampler import sample_photo_latents
     from flashcli.core.settings import SampleSettings

@@ -51,18 +51,6 @@ def dit_checkpoint_path(run: RunSettings) -> Path:
     return run.run_dir / "dit" / "checkpoint.pt"
 
 
-def first_frame_flow_loss(
-    spec: WanSpec, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
-) -> torch.Tensor:
-    """Velocity MSE on frames 1..T-1 with latent frame 0 held clean (the photo), as `learn` trains."""
-    # The generator lives on the CPU so runs are seeded the same on any device.
-    sigma = flow.training_sigmas(x0.shape[0], generator, shift).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    noisy = flow.noisy_with_clean_first_frame(x0, noise, sigma)
-    prediction = spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
-    return flow.flow_loss(prediction, flow.velocity_target(x0, noise))
-
-
 def train_dit(
     run: RunSettings,
     export: Callable[[WanSpec, torch.Tensor, dict[str, Any]], None],
@@ -167,7 +155,9 @@ def train_dit(
         if float(torch.rand((), generator=generator)) < settings.short_fraction:
             x0 = x0[:, :, : settings.short_latent_frames]
         with autocast:
-            loss = first_frame_flow_loss(spec, x0, null_text.unsqueeze(0), generator, settings.train_shift)
+            loss = flow.first_frame_flow_loss(
+                spec, x0, null_text.unsqueeze(0), generator, settings.train_shift
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)

@@ -120,7 +120,7 @@ def test_a_denoiser_fitted_to_two_clips_replays_each_from_its_first_frame(tiny_s
     frame 0 on. Sampling from a clip's own frame 0 must then land near that clip, far nearer than
     before fitting and than the other clip: only the held frame 0 tells the two apart.
     """
-    from flashcli.core import flow
+    from flashcli.core.flow import first_frame_flow_loss
     from flashcli.core.sampler import first_frame_velocity, initial_noise
 
     generator = torch.Generator().manual_seed(0)
@@ -145,11 +145,7 @@ def test_a_denoiser_fitted_to_two_clips_replays_each_from_its_first_frame(tiny_s
     optimizer = torch.optim.Adam(transformer.parameters(), lr=3e-3)
     batch = clips.repeat(2, 1, 1, 1, 1)
     for _ in range(200):
-        sigma = flow.training_sigmas(len(batch), generator, 2.0)
-        noise = torch.randn(batch.shape, generator=generator)
-        noisy = flow.noisy_with_clean_first_frame(batch, noise, sigma)
-        predicted = tiny_spec.denoise(noisy, flow.sigma_to_timestep(sigma), text)
-        loss = flow.flow_loss(predicted, flow.velocity_target(batch, noise))
+        loss = first_frame_flow_loss(tiny_spec, batch, text, generator, 2.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

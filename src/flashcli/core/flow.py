@@ -7,6 +7,8 @@ model's timestep is sigma * 1000. `shift` moves sigmas towards the noisy end (Wa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -57,3 +59,16 @@ def noisy_with_clean_first_frame(x0: torch.Tensor, noise: torch.Tensor, sigma: t
 def flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Velocity MSE on the generated frames only: frame 0 is the given photo, nothing to learn there."""
     return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())
+
+
+def first_frame_flow_loss(
+    spec: Any, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
+) -> torch.Tensor:
+    """The base's training loss on clean latents x0 (B, z, T, h, w): a shifted sigma and a noise per
+    sample, latent frame 0 held clean (the photo), velocity MSE on frames 1..T-1 of `spec.denoise`."""
+    # The generator lives on the CPU so runs are seeded the same on any device.
+    sigma = training_sigmas(x0.shape[0], generator, shift).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    noisy = noisy_with_clean_first_frame(x0, noise, sigma)
+    prediction = spec.denoise(noisy, sigma_to_timestep(sigma), text)
+    return flow_loss(prediction, velocity_target(x0, noise))
