@@ -144,8 +144,8 @@ QUICK = Protocol(
     sample_steps=3,
 )
 # The full table: 8 actions x (8 variants x 2 seeds at N=8 + 3 variants at N=4 and 16) = 8 x 22 runs,
-# 19 of them trained. Budgeted for ~2 h on the shared CPU with the tiny base at 64x64, 17 frames:
-# 60 steps at about 0.5 s (plain) to 1 s (aligned) plus 3 x 12 sampling steps per run. Check with --plan.
+# 19 of them trained. Measured on the 2-core CPU with the tiny base at 64x64, 17 frames: 97 CPU-minutes
+# (49 min as two one-thread processes of 4 actions each; bench/README.md). Check with --plan.
 FULL = Protocol()
 
 
