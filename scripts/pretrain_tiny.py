@@ -96,6 +96,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="latent frames of the short steps (match the quick preset's frames)",
     )
+    parser.add_argument(
+        "--dit-ema-decay",
+        type=float,
+        default=None,
+        help="decay of the denoiser weight average the base is exported with (0 = export raw weights)",
+    )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
 
@@ -116,6 +122,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "dit_steps": ("dit", "steps"),
     "dit_short_latent_frames": ("dit", "short_latent_frames"),
     "dit_init_from": ("dit", "init_from"),
+    "dit_ema_decay": ("dit", "ema_decay"),
     "export_every": ("dit", "export_every_seconds"),
 }
 

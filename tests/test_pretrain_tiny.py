@@ -64,7 +64,15 @@ def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_p
 
     spec = load_base(str(run.export_dir), device="cpu")
     assert spec.temporal_factor == configs.VAE_CONFIG["scale_factor_temporal"]
-    assert json.loads((run.export_dir / "flash_base.json").read_text())["pretraining"]["dit_step"] == 2
+    pretraining = json.loads((run.export_dir / "flash_base.json").read_text())["pretraining"]
+    assert pretraining["dit_step"] == 2
+    assert pretraining["dit_weights"] == "average (decay 0.999, 2 updates)"
+
+    # The base ships the weight average, not the last step's raw weights.
+    state = torch.load(dit_stage.dit_checkpoint_path(run), weights_only=False)
+    shipped = spec.transformer.state_dict()
+    assert all(torch.equal(shipped[k], v) for k, v in state["ema"]["model"].items())
+    assert any(not torch.equal(shipped[k], v) for k, v in state["model"].items())
 
     # Asking for more steps continues from the checkpoint instead of starting again.
     run.vae.steps = 4
@@ -144,18 +152,51 @@ def test_a_new_layout_starts_from_the_old_vae_with_only_the_time_convolutions_fr
     assert fresh and all("time_conv" in name for name in fresh)
 
 
+def test_the_weight_average_follows_the_formula_and_warms_up(pretrain_modules) -> None:
+    from tiny_pretrain.weight_average import WeightAverage
+
+    layer = torch.nn.Linear(1, 1, bias=False)
+    extra = torch.zeros(2)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage.start(layer, extra, decay=0.9, warmup=True)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    extra += 1.0
+    average.update(layer, extra)  # warm-up decay: min(0.9, 1/10) = 0.1
+    assert average.model["weight"].item() == pytest.approx(0.9)
+    average.update(layer, extra)  # min(0.9, 2/11)
+    assert average.model["weight"].item() == pytest.approx(0.9 + 0.1 * (1 - 2 / 11))
+    assert average.extra.tolist() == pytest.approx([0.9 + 0.1 * (1 - 2 / 11)] * 2)
+    for _ in range(200):
+        average.update(layer, extra)
+    assert average.current_decay() == 0.9
+    resumed = WeightAverage.from_state(average.state_dict(), decay=0.99)
+    assert resumed.updates == 202  # the warm-up goes on where it was: (1 + 202) / (10 + 202) < 0.99
+    assert resumed.current_decay() == pytest.approx(203 / 212)
+    # Started from trained weights: the full decay from the first update.
+    trained = WeightAverage.start(layer, extra, decay=0.9, warmup=False)
+    with torch.no_grad():
+        layer.weight.fill_(2.0)
+    trained.update(layer, extra)
+    assert trained.model["weight"].item() == pytest.approx(0.9 * 1.0 + 0.1 * 2.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage.start(layer, extra, decay=1.0, warmup=False)
+
+
 def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     import pretrain_tiny
 
     args = pretrain_tiny.parse_args(
         ["--vae-temporal-factor", "1", "--vae-moved-weight", "5", "--dit-short-latent-frames", "9"]
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
-        + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5"]
+        + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
     assert (run.vae.learning_rate, run.vae.min_learning_rate) == (2e-4, 2e-5)
     assert (run.dit.short_latent_frames, run.dit.export_every_seconds) == (9, 60.0)
+    assert run.dit.ema_decay == 0.99
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():

@@ -141,6 +141,9 @@ class DitStageSettings(BaseModel):
     short_latent_frames: int = Field(default=5, ge=2, description="5 latent frames = 9 frames")
     export_every_seconds: float = Field(default=1200.0, gt=0)
     init_from: Path | None = Field(default=None, description="denoiser checkpoint to start a new run from")
+    ema_decay: float = Field(
+        default=0.999, ge=0, lt=1, description="weight average the base is exported with; 0 = raw weights"
+    )
 
 
 class RunSettings(BaseModel):

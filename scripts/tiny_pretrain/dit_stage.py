@@ -24,6 +24,7 @@ from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint, w
 from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
+from .weight_average import WeightAverage
 
 
 def build_transformer() -> WanTransformer3DModel:
@@ -94,6 +95,20 @@ def train_dit(
         meta=base_meta(run, {}),
         null_text=null_text.detach(),
     )
+    average = None
+    if settings.ema_decay > 0:
+        saved = state.get("ema") if state is not None else None
+        average = (
+            WeightAverage.from_state(saved, settings.ema_decay)
+            if saved is not None
+            # Warm up only from random weights; resumed or warm-started weights are already trained.
+            else WeightAverage.start(
+                spec.transformer,
+                null_text,
+                settings.ema_decay,
+                warmup=state is None and settings.init_from is None,
+            )
+        )
     spec.transformer.train().requires_grad_(True)
     parameters = [*spec.transformer.parameters(), null_text]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -115,7 +130,16 @@ def train_dit(
             "dit_loss_recent": sum(recent) / max(1, len(recent)),
             "dit_seconds": round(elapsed + time.time() - started),
             "latent_clips": int(latents.shape[0]),
+            "dit_weights": "raw"
+            if average is None
+            else f"average (decay {average.decay}, {average.updates} updates)",
         }
+
+    def exported() -> tuple[WanSpec, torch.Tensor]:
+        """What the base ships: the weight average when there is one, else the raw weights."""
+        if average is None:
+            return spec, null_text.detach().clone()
+        return spec_with_weights(run, vae, average.model, average.extra), average.extra.clone()
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -131,6 +155,7 @@ def train_dit(
                 "vae_step": vae_state["step"],
                 "encoder": encoder,
                 "settings": run.model_dump(mode="json"),
+                "ema": None if average is None else average.state_dict(),
             },
         )
 
@@ -162,6 +187,8 @@ def train_dit(
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
         optimizer.step()
+        if average is not None:
+            average.update(spec.transformer, null_text)
         step += 1
         recent = (recent + [loss.item()])[-200:]
         log.write(
@@ -185,11 +212,26 @@ def train_dit(
             checkpoint()
         if time.time() - last_export > settings.export_every_seconds:
             checkpoint()
-            export(spec, null_text.detach().clone(), summary())
+            export(*exported(), summary())
             last_export = time.time()
     checkpoint()
-    export(spec, null_text.detach().clone(), summary())
+    export(*exported(), summary())
     return summary()
+
+
+def spec_with_weights(
+    run: RunSettings, vae: AutoencoderKLWan, weights: dict[str, torch.Tensor], null_text: torch.Tensor
+) -> WanSpec:
+    """A fresh base around `vae` with these denoiser weights (the training model is left alone)."""
+    transformer = build_transformer()
+    transformer.load_state_dict(weights)
+    return WanSpec(
+        base_id=BASE_ID,
+        transformer=transformer,
+        vae=vae,
+        meta=base_meta(run, {}),
+        null_text=null_text.detach().clone(),
+    )
 
 
 def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[str, Any]]:
@@ -207,13 +249,19 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
             f"the denoiser at {dit_checkpoint_path(run)} was trained on latents of another encoder; "
             "train it again (dit stage) before exporting"
         )
+    average = state.get("ema")
+    weights, null_text = (
+        (state["model"], state["null_text"]) if average is None else (average["model"], average["extra"])
+    )
     transformer = build_transformer()
-    transformer.load_state_dict(state["model"])
-    null_text = state["null_text"]
+    transformer.load_state_dict(weights)
     spec = WanSpec(
         base_id=BASE_ID, transformer=transformer, vae=vae, meta=base_meta(run, {}), null_text=null_text
     )
     summary = {
+        "dit_weights": "raw"
+        if average is None
+        else f"average (decay {average['decay']}, {average['updates']} updates)",
         "vae_step": vae_state["step"],
         "vae_eval": vae_state.get("eval", {}),
         "dit_step": state["step"],
