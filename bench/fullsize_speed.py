@@ -25,6 +25,7 @@ Shapes are FRAMESxSIZE (flash trains square clips; frames 4k+1, size a multiple 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -129,9 +130,17 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 # ----- the model ----------------------------------------------------------------------------------
 
 
-def build_spec(config: FullSizeConfig, device: torch.device, *, num_layers: int | None = None, seed: int = 0):
+def build_spec(
+    config: FullSizeConfig,
+    device: torch.device,
+    *,
+    num_layers: int | None = None,
+    seed: int = 0,
+    vae: Any | None = None,
+):
     """A WanSpec of `config` with random weights on `device`: denoiser in bf16 on CUDA (fp32 on CPU),
-    keeping the modules diffusers keeps in fp32 when it loads bf16 weights; VAE in fp32."""
+    keeping the modules diffusers keeps in fp32 when it loads bf16 weights; VAE in fp32 (`vae` reuses
+    one already built: at full size it is 0.7 B parameters)."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     from flashcli.core.devices import default_dtype
@@ -144,7 +153,8 @@ def build_spec(config: FullSizeConfig, device: torch.device, *, num_layers: int 
     torch.manual_seed(seed)
     with torch.device(device):
         transformer = WanTransformer3DModel(**transformer_config)
-        vae = AutoencoderKLWan(**config.vae, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+        if vae is None:
+            vae = AutoencoderKLWan(**config.vae, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
         null_text = torch.randn(config.text_tokens, transformer_config["text_dim"])
     # Cast by hand, keeping in fp32 what diffusers keeps in fp32 when it loads bf16 weights
     # (norms, time embedder, modulation tables, rope), as `from_pretrained(torch_dtype=bf16)` would.
@@ -292,12 +302,13 @@ def denoiser_pass_flops(spec: Any, frames: int, size: int, text: torch.Tensor) -
     timesteps = torch.full((1,), 500.0, device=device)
     parameters = attach_new_lora(spec, name="flops", targets=list(DEFAULT_LORA_TARGETS), rank=16, alpha=16)
     try:
-        cast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else None
+        cast = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         with FlopCounterMode(display=False) as counter:
-            if cast is not None:
-                with cast:
-                    out = spec.denoise(latents, timesteps, text)
-            else:
+            with cast:
                 out = spec.denoise(latents, timesteps, text)
             out.float().square().mean().backward()
         if any(p.grad is None for p in parameters):
@@ -307,18 +318,16 @@ def denoiser_pass_flops(spec: Any, frames: int, size: int, text: torch.Tensor) -
         spec.transformer.delete_adapters("flops")
 
 
-def extrapolated_pass_flops(
-    config: FullSizeConfig, device: torch.device, frames: int, size: int, layers: int
-) -> float:
-    """FLOPs of one pass of the `layers`-block denoiser, from exact counts at 1 and 2 blocks (every
-    block has the same shape, so FLOPs are affine in the block count): needs far less memory."""
+def extrapolated_pass_flops(config: FullSizeConfig, spec: Any, frames: int, size: int) -> float:
+    """FLOPs of one pass of `spec`'s denoiser, from exact counts at 1 and 2 blocks of the same config
+    (every block has the same shape, so FLOPs are affine in the block count): needs far less memory."""
     counts = []
     for n in (1, 2):
-        small = build_spec(config, device, num_layers=n)
+        small = build_spec(config, spec.device, num_layers=n, vae=spec.vae)
         counts.append(denoiser_pass_flops(small, frames, size, small.encode_text(None)))
         del small
     per_block = counts[1] - counts[0]
-    return counts[0] + per_block * (layers - 1)
+    return counts[0] + per_block * (spec.num_blocks - 1)
 
 
 def time_animation(spec: Any, frames: int, size: int, sample_steps: int) -> dict[str, float | None]:
@@ -366,7 +375,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"measured {peak_dtype} matmul peak: {peak:.3g} TFLOP/s", file=sys.stderr, flush=True)
 
     spec = build_spec(config, device)
-    layers = spec.num_blocks
     result: dict[str, Any] = {
         "config": config.name,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -383,7 +391,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for frames, size in shapes:
         spec.check_video_shape(frames, size, size)
         tokens = spec.latent_frames(frames) * (size // spec.size_multiple) ** 2
-        pass_flops = extrapolated_pass_flops(config, device, frames, size, layers)
+        pass_flops = extrapolated_pass_flops(config, spec, frames, size)
         clips = random_clips(args.clips, frames, size, seed=0)
         row: dict[str, Any] = {
             "frames": frames,

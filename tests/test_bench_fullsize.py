@@ -29,10 +29,10 @@ def test_the_5b_config_builds_a_five_billion_parameter_denoiser_without_allocati
 
 def test_flops_extrapolated_from_one_and_two_blocks_equal_a_direct_count() -> None:
     config = fullsize.CONFIGS["smoke"]
-    layers = config.transformer["num_layers"]
     spec = fullsize.build_spec(config, CPU)
+    assert spec.num_blocks == 4  # beyond the 1 and 2 blocks that are counted
     direct = fullsize.denoiser_pass_flops(spec, 9, 64, spec.encode_text(None))
-    extrapolated = fullsize.extrapolated_pass_flops(config, CPU, 9, 64, layers)
+    extrapolated = fullsize.extrapolated_pass_flops(config, spec, 9, 64)
     assert direct > 0
     assert extrapolated == pytest.approx(direct, rel=1e-6)
 

@@ -24,7 +24,7 @@ from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint, w
 from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
-from .weight_average import WeightAverage
+from .weight_average import WeightAverage, describe_weights
 
 
 def build_transformer() -> WanTransformer3DModel:
@@ -130,9 +130,7 @@ def train_dit(
             "dit_loss_recent": sum(recent) / max(1, len(recent)),
             "dit_seconds": round(elapsed + time.time() - started),
             "latent_clips": int(latents.shape[0]),
-            "dit_weights": "raw"
-            if average is None
-            else f"average (decay {average.decay}, {average.updates} updates)",
+            "dit_weights": describe_weights(None if average is None else average.state_dict()),
         }
 
     def exported() -> tuple[WanSpec, torch.Tensor]:
@@ -253,15 +251,9 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
     weights, null_text = (
         (state["model"], state["null_text"]) if average is None else (average["model"], average["extra"])
     )
-    transformer = build_transformer()
-    transformer.load_state_dict(weights)
-    spec = WanSpec(
-        base_id=BASE_ID, transformer=transformer, vae=vae, meta=base_meta(run, {}), null_text=null_text
-    )
+    spec = spec_with_weights(run, vae, weights, null_text)
     summary = {
-        "dit_weights": "raw"
-        if average is None
-        else f"average (decay {average['decay']}, {average['updates']} updates)",
+        "dit_weights": describe_weights(average),
         "vae_step": vae_state["step"],
         "vae_eval": vae_state.get("eval", {}),
         "dit_step": state["step"],

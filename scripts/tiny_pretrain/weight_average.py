@@ -75,3 +75,10 @@ class WeightAverage:
             "decay": self.decay,
             "warmup": self.warmup,
         }
+
+
+def describe_weights(average_state: dict[str, Any] | None) -> str:
+    """What a base's denoiser weights are, for its `pretraining` record: raw, or which average."""
+    if average_state is None:
+        return "raw"
+    return f"average (decay {average_state['decay']}, {average_state['updates']} updates)"
