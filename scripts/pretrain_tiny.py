@@ -102,6 +102,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="decay of the denoiser weight average the base is exported with (0 = export raw weights)",
     )
+    parser.add_argument(
+        "--dit-photo-channels",
+        action="store_true",
+        help="a new denoiser that also reads the photo latent on every frame (in = 2 z_dim)",
+    )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
 
@@ -141,6 +146,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
             setattr(getattr(run, section), field, value)
     if args.vae_decoder_only:
         run.vae.decoder_only = True
+    if args.dit_photo_channels:
+        run.dit.photo_channels = True
     return run
 
 
@@ -172,7 +179,7 @@ def export_vae_only(run: RunSettings) -> None:
     vae = vae_with_latent_stats(vae, mean, std)
     torch.manual_seed(run.seed + 10)
     null_text = torch.zeros(NULL_TEXT_TOKENS, TEXT_DIM)
-    spec = WanSpec(base_id="tiny", transformer=build_transformer(), vae=vae, null_text=null_text)
+    spec = WanSpec(base_id="tiny", transformer=build_transformer(run.dit.photo_channels), vae=vae, null_text=null_text)
     summary = {"vae_step": state["step"], "vae_eval": state.get("eval", {}), "dit_step": 0}
     export_base(run.export_dir, spec, null_text, base_meta(run, summary))
 

@@ -184,6 +184,41 @@ def test_the_weight_average_follows_the_formula_and_warms_up(pretrain_modules) -
         WeightAverage.start(layer, extra, decay=1.0, warmup=False)
 
 
+def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    from tiny_pretrain.checkpoint import save_checkpoint
+
+    from flashcli.core.specs import WanSpec
+
+    torch.manual_seed(0)
+    plain, averaged = dit_stage.build_transformer(), dit_stage.build_transformer()
+    text = torch.randn(configs.NULL_TEXT_TOKENS, configs.TEXT_DIM)
+    save_checkpoint(
+        tmp_path / "plain.pt",
+        {
+            "model": plain.state_dict(),
+            "null_text": torch.zeros_like(text),
+            "ema": {"model": averaged.state_dict(), "extra": text},
+        },
+    )
+    widened = dit_stage.build_transformer(photo_channels=True)
+    start_text, fresh = dit_stage.start_from(widened, tmp_path / "plain.pt")
+    assert fresh == [] and torch.equal(start_text, text)  # the weight average, not the raw weights
+
+    vae = vae_stage.build_vae(1)
+    source = WanSpec(base_id="t", transformer=averaged, vae=vae, null_text=text)
+    started = WanSpec(base_id="t", transformer=widened, vae=vae, null_text=text)
+    assert started.photo_channels and not source.photo_channels
+    latents = torch.randn(1, configs.Z_DIM, 3, 8, 8)
+    timesteps = torch.tensor([700.0])
+    with torch.no_grad():
+        expected = source.denoise(latents, timesteps, source.encode_text(None))
+        got = started.denoise(latents, timesteps, started.encode_text(None))
+    assert torch.allclose(expected, got, atol=1e-5)
+
+
 def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     import pretrain_tiny
 
@@ -191,12 +226,13 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         ["--vae-temporal-factor", "1", "--vae-moved-weight", "5", "--dit-short-latent-frames", "9"]
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
         + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
+        + ["--dit-photo-channels"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
     assert (run.vae.learning_rate, run.vae.min_learning_rate) == (2e-4, 2e-5)
     assert (run.dit.short_latent_frames, run.dit.export_every_seconds) == (9, 60.0)
-    assert run.dit.ema_decay == 0.99
+    assert run.dit.ema_decay == 0.99 and run.dit.photo_channels
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():

@@ -69,6 +69,11 @@ TRANSFORMER_CONFIG: dict[str, Any] = {
 }
 
 
+def transformer_config(photo_channels: bool) -> dict[str, Any]:
+    """The tiny denoiser's config; with photo channels it also reads the photo latent on every frame."""
+    return {**TRANSFORMER_CONFIG, "in_channels": 2 * Z_DIM if photo_channels else Z_DIM}
+
+
 class DataSettings(BaseModel):
     """Which FigureWorld clips the base may see: pretrain actions, seen appearances, disjoint seed ranges."""
 
@@ -143,6 +148,9 @@ class DitStageSettings(BaseModel):
     init_from: Path | None = Field(default=None, description="denoiser checkpoint to start a new run from")
     ema_decay: float = Field(
         default=0.999, ge=0, lt=1, description="weight average the base is exported with; 0 = raw weights"
+    )
+    photo_channels: bool = Field(
+        default=False, description="concatenate the photo latent to every frame's input (in = 2 z_dim)"
     )
 
 

@@ -20,15 +20,42 @@ from flashcli.core import flow
 from flashcli.core.devices import resolve_device
 from flashcli.core.specs import WanSpec
 
-from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint, warm_start
-from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, TRANSFORMER_CONFIG, RunSettings
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
+from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, RunSettings, transformer_config
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 from .weight_average import WeightAverage, describe_weights
 
 
-def build_transformer() -> WanTransformer3DModel:
-    return WanTransformer3DModel(**TRANSFORMER_CONFIG)
+def build_transformer(photo_channels: bool = False) -> WanTransformer3DModel:
+    return WanTransformer3DModel(**transformer_config(photo_channels))
+
+
+def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[torch.Tensor, list[str]]:
+    """Warm-start from another run's denoiser: its weight average when it kept one (what it shipped),
+    else its raw weights. A patch embedding with fewer input channels (a base without photo channels)
+    fills the leading channels and leaves the photo channels at zero, so the start predicts exactly as
+    the source did. Returns the null text and the names left fresh."""
+    state = load_checkpoint(checkpoint)
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
+    average = state.get("ema")
+    weights, null_text = (
+        (state["model"], state["null_text"]) if average is None else (average["model"], average["extra"])
+    )
+    own = transformer.state_dict()
+    weights = dict(weights)
+    name = "patch_embedding.weight"
+    source = weights.get(name)
+    if source is not None and source.shape != own[name].shape and source.shape[1] < own[name].shape[1]:
+        widened = torch.zeros_like(own[name])
+        widened[:, : source.shape[1]] = source
+        weights[name] = widened
+    fitting = {k: t for k, t in weights.items() if k in own and own[k].shape == t.shape}
+    if not fitting:
+        raise ValueError(f"{checkpoint} holds no weights that fit this model")
+    transformer.load_state_dict(fitting, strict=False)
+    return null_text, sorted(set(own) - set(fitting))
 
 
 def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> AutoencoderKLWan:
@@ -69,7 +96,7 @@ def train_dit(
     device = resolve_device(run.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
-    transformer = build_transformer().to(device)
+    transformer = build_transformer(settings.photo_channels).to(device)
     null_text = torch.nn.Parameter((torch.randn(NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
     generator = torch.Generator().manual_seed(run.seed + 11)
     step, elapsed = 0, 0.0
@@ -81,12 +108,19 @@ def train_dit(
                 f"{state['vae_step']}, now {vae_state['step']}); "
                 f"delete {dit_checkpoint_path(run)} to start over"
             )
+        saved_in = state["model"]["patch_embedding.weight"].shape[1]
+        if saved_in != transformer.config.in_channels:
+            flag = "with" if saved_in > latents.shape[1] else "without"
+            raise ValueError(
+                f"the denoiser checkpoint {dit_checkpoint_path(run)} was trained {flag} "
+                f"--dit-photo-channels; resume it {flag} that flag"
+            )
         transformer.load_state_dict(state["model"])
         null_text.data.copy_(state["null_text"])
     elif settings.init_from is not None:
         # Another run's denoiser (e.g. on the previous VAE's latents): a head start, then it adapts.
-        fresh = warm_start(transformer, settings.init_from)
-        null_text.data.copy_(load_checkpoint(settings.init_from)["null_text"])
+        start_text, fresh = start_from(transformer, settings.init_from)
+        null_text.data.copy_(start_text)
         print(f"dit: started from {settings.init_from}; fresh: {fresh or 'none'}", flush=True)
     spec = WanSpec(
         base_id=BASE_ID,
@@ -221,7 +255,7 @@ def spec_with_weights(
     run: RunSettings, vae: AutoencoderKLWan, weights: dict[str, torch.Tensor], null_text: torch.Tensor
 ) -> WanSpec:
     """A fresh base around `vae` with these denoiser weights (the training model is left alone)."""
-    transformer = build_transformer()
+    transformer = build_transformer(run.dit.photo_channels)
     transformer.load_state_dict(weights)
     return WanSpec(
         base_id=BASE_ID,

@@ -37,6 +37,34 @@ def test_saved_base_loads_with_identical_outputs(tmp_path: Path) -> None:
     assert spec.describe()["text"] == "null"
 
 
+def test_a_base_with_photo_channels_reads_the_photo_latent_on_every_frame(tmp_path: Path) -> None:
+    from diffusers import WanTransformer3DModel
+
+    transformer, vae, null_text = build_tiny_components(seed=4)
+    config = {**transformer.config, "in_channels": 8}
+    wide = WanTransformer3DModel.from_config(config)
+    save_base(tmp_path / "base", wide, vae, null_text, {"base_id": "p", "frames": 9, "size": 32})
+    spec = load_base(tmp_path / "base", device="cpu")
+    assert spec.photo_channels
+
+    latents = torch.randn(1, 4, 3, 4, 4)
+    timesteps = torch.tensor([700.0])
+    photo = latents[:, :, :1].expand(-1, -1, 3, -1, -1)
+    expected = wide(
+        hidden_states=torch.cat([latents, photo], dim=1),
+        timestep=spec.token_timesteps(timesteps, latents.shape),
+        encoder_hidden_states=null_text[None],
+        return_dict=False,
+    )[0]
+    assert expected.shape == latents.shape
+    assert torch.equal(spec.denoise(latents, timesteps, spec.encode_text(None)), expected)
+
+    odd = WanTransformer3DModel.from_config({**transformer.config, "in_channels": 12})
+    save_base(tmp_path / "odd", odd, vae, null_text, {"base_id": "odd", "frames": 9, "size": 32})
+    with pytest.raises(ValueError, match="in must be 4, or 8 with the photo latent"):
+        load_base(tmp_path / "odd", device="cpu")
+
+
 def test_weight_hash_is_stable_and_tells_bases_apart(tiny_base_dir: Path, other_base_dir: Path) -> None:
     first = load_base(tiny_base_dir, device="cpu")
     again = load_base(tiny_base_dir, device="cpu")

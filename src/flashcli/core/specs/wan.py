@@ -126,6 +126,16 @@ class WanSpec:
         return self._weight_hash
 
     @property
+    def photo_channels(self) -> bool:
+        """Whether the transformer also reads the photo latent as extra input channels on every frame.
+
+        Besides Wan 2.2 TI2V's clean frame-0 tokens, such a base (in_channels = 2 * z_dim) gets the photo
+        latent concatenated to every frame, as Wan 2.1 I2V concatenates its image latent, so each token
+        sees the photo at its own place and copying what does not move costs the model nothing.
+        """
+        return int(self.transformer.config.in_channels) == 2 * int(self.vae.config.z_dim)
+
+    @property
     def temporal_factor(self) -> int:
         return int(self.vae.config.scale_factor_temporal)
 
@@ -342,8 +352,12 @@ class WanSpec:
         if text.shape[0] == 1 and batch > 1:
             text = text.expand(batch, -1, -1)
         per_token = self.token_timesteps(timesteps.to(self.device, torch.float32), latents.shape)
+        hidden = latents
+        if self.photo_channels:
+            photo = repeat(latents[:, :, :1], "b z 1 h w -> b z t h w", t=latents.shape[2])
+            hidden = torch.cat([latents, photo], dim=1)
         out = self.transformer(
-            hidden_states=latents.to(self.device, self.dtype),
+            hidden_states=hidden.to(self.device, self.dtype),
             timestep=per_token,
             encoder_hidden_states=text.to(self.device, self.dtype),
             attention_kwargs=attention_kwargs,
@@ -394,11 +408,12 @@ class WanSpec:
     def _check_components(self, null_text: torch.Tensor | None) -> None:
         config = self.transformer.config
         z_dim = self.vae.config.z_dim
-        if config.in_channels != z_dim or config.out_channels != z_dim:
+        if config.in_channels not in (z_dim, 2 * z_dim) or config.out_channels != z_dim:
             raise ValueError(
                 f"base {self.base_id!r} is not a TI2V-style Wan model: its transformer takes "
-                f"{config.in_channels} channels but its VAE makes {z_dim}-channel latents "
-                "(Wan 2.1 I2V bases are not supported)"
+                f"{config.in_channels} channels and gives {config.out_channels}, but its VAE makes "
+                f"{z_dim}-channel latents (in must be {z_dim}, or {2 * z_dim} with the photo latent "
+                "concatenated; Wan 2.1 I2V's mask channels are not supported)"
             )
         if config.image_dim is not None or config.added_kv_proj_dim is not None:
             raise ValueError(
