@@ -179,7 +179,8 @@ def export_vae_only(run: RunSettings) -> None:
     vae = vae_with_latent_stats(vae, mean, std)
     torch.manual_seed(run.seed + 10)
     null_text = torch.zeros(NULL_TEXT_TOKENS, TEXT_DIM)
-    spec = WanSpec(base_id="tiny", transformer=build_transformer(run.dit.photo_channels), vae=vae, null_text=null_text)
+    transformer = build_transformer(run.dit.photo_channels)
+    spec = WanSpec(base_id="tiny", transformer=transformer, vae=vae, null_text=null_text)
     summary = {"vae_step": state["step"], "vae_eval": state.get("eval", {}), "dit_step": 0}
     export_base(run.export_dir, spec, null_text, base_meta(run, summary))
 
