@@ -1,0 +1,257 @@
+"""Can a base animate the actions it was pretrained on? The gate before any adapter work.
+
+For each of several pretraining actions, K clips of seen-range looks at seeds the pretraining stream
+never used: the base animates frame 0 with no adapter, and each video is scored through the keypoint
+detector against its true clip, with the scores of bench/quality.py. Two samplers are compared: the
+deterministic Euler ODE that `flash animate` uses (eta 0) and an ancestral one that re-noises every
+step (eta 1). Two reference rows need no model: `ground truth` and `still photo`.
+
+A base whose samples do not beat the still photo on the actions it was trained on cannot carry an
+action learned from 8 clips either, so judge a new base here before running bench/quality.py.
+
+    python bench/base_prior.py --base runs/tiny_v6_export --out bench/out/base_prior
+    python bench/base_prior.py --quick          # 2 actions, 2 photos, 8 steps: a smoke run
+
+Writes OUT/base_prior.md, OUT/base_prior.json and OUT/sheet.png (per photo: truth, then each sampler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import metrics  # noqa: E402
+import quality  # noqa: E402
+from keypoints.detector import DEFAULT_WEIGHTS, load_detector  # noqa: E402
+
+from flashcli.figureworld import JOINT_NAMES, PRETRAIN_ACTIONS, render_clip  # noqa: E402
+
+# Whole-body pretraining actions the detector sees well at 64 px (thin-arm actions read poorly).
+DEFAULT_ACTIONS = ("squat", "kick", "march", "side_bend", "toe_touch", "jump", "arm_circles", "punch")
+# Far from the pretraining stream (0..) and its held-out checks (1,000,000..).
+TEST_SEED = 5_300_000
+REFERENCE_SEED = 5_400_000
+SAMPLERS = {"euler (eta 0)": 0.0, "ancestral (eta 1)": 1.0}
+
+
+def sample_ancestral(
+    model_fn: Callable[[torch.Tensor, float], torch.Tensor],
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    eta: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Flow sampling that, each step, predicts the clean latent and re-noises it to the next sigma
+    with a mix of the predicted noise and fresh noise (eta 0: the Euler ODE; eta 1: all fresh)."""
+    x = latents
+    for step in range(len(sigmas) - 1):
+        sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
+        velocity = model_fn(x, sigma)
+        clean, noise = x - sigma * velocity, x + (1.0 - sigma) * velocity
+        fresh = torch.randn(x.shape, generator=generator).to(x.device)
+        noise = (1.0 - eta**2) ** 0.5 * noise + eta * fresh
+        x = (1.0 - sigma_next) * clean + sigma_next * noise
+    return x
+
+
+@torch.no_grad()
+def animate(spec: Any, photo: np.ndarray, frames: int, steps: int, eta: float, seed: int) -> np.ndarray:
+    """One video from `photo` with no adapter, frame 0 held clean, decoded as `flash animate` does."""
+    from flashcli.core.flow import sampling_sigmas
+    from flashcli.core.pixels import photo_to_tensor, tensor_to_video
+    from flashcli.core.sampler import first_frame_velocity, initial_noise
+
+    reference = photo_to_tensor(photo).unsqueeze(0).to(spec.device)
+    condition = spec.encode_photo(reference)
+    shape = (1, condition.shape[1], spec.latent_frames(frames), condition.shape[3], condition.shape[4])
+    latents = initial_noise(shape, seed).to(spec.device)
+    latents[:, :, :1] = condition
+    velocity = first_frame_velocity(spec, condition, spec.encode_text(None))
+    generator = torch.Generator().manual_seed(seed + 1)
+    final = sample_ancestral(velocity, latents, sampling_sigmas(steps, spec.flow_shift), eta, generator)
+    final[:, :, :1] = condition
+    return tensor_to_video(spec.decode(final, reference)[0])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from flashcli.core.specs import load_base
+
+    spec = load_base(args.base, device="cpu")
+    size, frames = spec.default_size, args.frames or spec.default_frames
+    spec.check_video_shape(frames, size, size)
+    detector = load_detector(args.detector)
+    bones = [(JOINT_NAMES.index(a), JOINT_NAMES.index(b)) for a, b in quality.BONE_NAMES]
+    truths = {
+        action: [
+            render_clip(action, TEST_SEED + i, size=size, frames=frames, appearance="seen")
+            for i in range(args.photos)
+        ]
+        for action in args.actions
+    }
+    references = {
+        action: [
+            metrics.motion_signature(c.joints, metrics.body_height(c.joints, JOINT_NAMES))
+            for c in (
+                render_clip(action, REFERENCE_SEED + i, size=size, frames=frames, appearance="seen")
+                for i in range(args.reference_clips)
+            )
+        ]
+        for action in args.actions
+    }
+    rows: dict[str, dict[str, float]] = {}
+    videos: dict[str, list[np.ndarray]] = {}
+    seconds: dict[str, float] = {}
+
+    def score(name: str, make: Callable[[Any], np.ndarray]) -> None:
+        scored, made = [], []
+        started = time.perf_counter()
+        for action, clips in truths.items():
+            for truth in clips:
+                video = make(truth)
+                made.append(video)
+                scored.append({"action": action, **quality.score_video(detector, video, truth, bones)})
+        seconds[name] = (time.perf_counter() - started) / len(made)
+        rows[name] = quality.summarise(scored, references)
+        videos[name] = made
+        print(f"{name}: joint error {rows[name]['joint_error']:.2f}", file=sys.stderr, flush=True)
+
+    score("ground truth", lambda truth: truth.frames)
+    score("still photo", lambda truth: np.repeat(truth.frames[:1], frames, axis=0))
+    for name, eta in SAMPLERS.items():
+        score(name, lambda truth, eta=eta: animate(spec, truth.frames[0], frames, args.steps, eta, args.seed))
+    return {
+        "base": spec.describe(),
+        "actions": list(args.actions),
+        "photos": args.photos,
+        "frames": frames,
+        "size": size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "rows": rows,
+        "seconds_per_video": seconds,
+        "_videos": videos,
+        "_truths": [truth.frames for clips in truths.values() for truth in clips],
+    }
+
+
+def motion_level(videos: list[np.ndarray]) -> float:
+    """Mean absolute difference of frames 1.. from frame 0, in grey levels."""
+    return float(
+        np.mean([np.abs(v[1:].astype(np.float32) - v[:1].astype(np.float32)).mean() for v in videos])
+    )
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def report(result: dict[str, Any], command: str) -> str:
+    lines = [
+        "# Base motion prior: pretraining actions, seen looks, no adapter",
+        "",
+        f"Command: `{command}`  ",
+        f"Base: `{result['base'].get('base_id')}` (weights {result['base'].get('weight_hash', '?')}), "
+        f"{result['size']}x{result['size']}, {result['frames']} frames, {result['steps']} sampling steps, "
+        f"seed {result['seed']}. Actions: {', '.join(result['actions'])}; {result['photos']} photos each.",
+        "",
+        "| row | joint error (% body h., DTW) ↓ | moving-joint error ↓ | PCK@0.1 ↑ | nearest-action acc. ↑ "
+        "| frame-1 PSNR (dB) ↑ | motion (grey levels) | s / video |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in result["rows"].items():
+        cells = [
+            _number(row["joint_error"], 2),
+            _number(row["moving_error"], 2),
+            _number(row["pck10"], 3),
+            _number(row["nearest_action"], 2),
+            _number(row["frame1_psnr"], 1),
+            _number(result["motion"][name], 2),
+            _number(result["seconds_per_video"][name], 2),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Scores as in bench/quality.py (DTW-aligned joint error over frames 1.., joints inside the "
+        "picture; moving joints: those that truly move more than 10 % of body height). Nearest-action "
+        "accuracy is among the listed actions only. Motion: mean |frame t - frame 0| over frames 1...",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_sheet(
+    path: Path, truths: list[np.ndarray], videos: dict[str, list[np.ndarray]], stride: int
+) -> None:
+    from PIL import Image
+
+    strips = []
+    for index, truth in enumerate(truths):
+        for frames in (truth, *(videos[name][index] for name in SAMPLERS)):
+            strips.append(np.concatenate(list(frames[::stride]), axis=1))
+    sheet = np.concatenate(strips, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.png")
+    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(partial)
+    partial.replace(path)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", default="tiny", help="'tiny' or a base folder")
+    parser.add_argument("--out", type=Path, default=BENCH / "out" / "base_prior")
+    parser.add_argument("--detector", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--actions", nargs="+", default=list(DEFAULT_ACTIONS))
+    parser.add_argument("--photos", type=int, default=3, help="clips (photos) per action")
+    parser.add_argument(
+        "--reference-clips", type=int, default=6, help="true clips per action for nearest-action"
+    )
+    parser.add_argument("--frames", type=int, default=None, help="default: the base's")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="2 actions, 2 photos, 8 steps")
+    args = parser.parse_args(argv)
+    if args.quick:  # smaller defaults; flags given on the command line still win
+        quick = {"actions": list(DEFAULT_ACTIONS[:2]), "photos": 2, "steps": 8, "reference_clips": 2}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    bad = [a for a in args.actions if a not in PRETRAIN_ACTIONS]
+    if bad:
+        parser.error(f"{bad} are not pretraining actions; this check is about what the base was taught")
+    if len(args.actions) < 2:
+        parser.error("nearest-action accuracy needs at least 2 actions")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    result = run(args)
+    result["motion"] = {name: motion_level(made) for name, made in result["_videos"].items()}
+    command = "python bench/base_prior.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_sheet(args.out / "sheet.png", result.pop("_truths"), result.pop("_videos"), stride=2)
+    (args.out / "base_prior.json").write_text(json.dumps(quality._finite_json(result), indent=2) + "\n")
+    (args.out / "base_prior.md").write_text(report(result, command))
+    print(report(result, command))
+    print(f"wrote {args.out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
