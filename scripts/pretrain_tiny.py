@@ -83,6 +83,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--encode-clips", type=int, default=None)
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
     parser.add_argument(
+        "--dit-batch", type=int, default=None, help="denoiser clips per step (a GPU takes far more than 4)"
+    )
+    parser.add_argument("--dit-lr", type=float, default=None, help="peak denoiser learning rate")
+    parser.add_argument(
         "--dit-minutes", type=float, default=None, help="stop the denoiser stage after this long"
     )
     parser.add_argument(
@@ -125,6 +129,8 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "vae_init_from": ("vae", "init_from"),
     "encode_clips": ("encode", "clips"),
     "dit_steps": ("dit", "steps"),
+    "dit_batch": ("dit", "batch_size"),
+    "dit_lr": ("dit", "learning_rate"),
     "dit_short_latent_frames": ("dit", "short_latent_frames"),
     "dit_init_from": ("dit", "init_from"),
     "dit_ema_decay": ("dit", "ema_decay"),

@@ -226,13 +226,14 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         ["--vae-temporal-factor", "1", "--vae-moved-weight", "5", "--dit-short-latent-frames", "9"]
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
         + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
-        + ["--dit-photo-channels"]
+        + ["--dit-photo-channels", "--dit-batch", "64", "--dit-lr", "1e-3"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
     assert (run.vae.learning_rate, run.vae.min_learning_rate) == (2e-4, 2e-5)
     assert (run.dit.short_latent_frames, run.dit.export_every_seconds) == (9, 60.0)
     assert run.dit.ema_decay == 0.99 and run.dit.photo_channels
+    assert (run.dit.batch_size, run.dit.learning_rate) == (64, 1e-3)
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
