@@ -184,6 +184,40 @@ def test_the_weight_average_follows_the_formula_and_warms_up(pretrain_modules) -
         WeightAverage.start(layer, extra, decay=1.0, warmup=False)
 
 
+def test_more_clips_extend_the_latent_cache_and_keep_its_statistics(pretrain_modules, tmp_path) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps = 1
+    vae_stage.train_vae(run)
+    first = latent_cache.build_latent_cache(run)
+    assert first["clips"] == 2 and first["latents"].shape[0] == 4  # each clip and its mirror image
+
+    run.encode.clips = 3
+    extended = latent_cache.build_latent_cache(run)
+    assert extended["clips"] == 3 and extended["latents"].shape[0] == 6
+    assert torch.equal(extended["latents"][:4], first["latents"])
+    assert extended["latents_mean"] == first["latents_mean"]
+    # The new latents are the same stream clip a fresh build would encode, in the same normalisation.
+    run.encode.clips, run.run_dir = 3, tmp_path / "fresh"
+    (tmp_path / "fresh" / "vae").mkdir(parents=True)
+    (tmp_path / "fresh" / "vae" / "checkpoint.pt").write_bytes(
+        (tmp_path / "run" / "vae" / "checkpoint.pt").read_bytes()
+    )
+    fresh = latent_cache.build_latent_cache(run)
+    mean = torch.tensor(fresh["latents_mean"]).view(1, -1, 1, 1, 1)
+    std = torch.tensor(fresh["latents_std"]).view(1, -1, 1, 1, 1)
+    first_mean = torch.tensor(first["latents_mean"]).view(1, -1, 1, 1, 1)
+    first_std = torch.tensor(first["latents_std"]).view(1, -1, 1, 1, 1)
+    raw_fresh = fresh["latents"][4:] * std + mean
+    raw_extended = extended["latents"][4:] * first_std + first_mean
+    assert torch.allclose(raw_fresh, raw_extended, atol=1e-4)
+
+    # Asking for fewer clips than the cache holds reuses it as it is.
+    run.run_dir, run.encode.clips = tmp_path / "run", 2
+    assert latent_cache.build_latent_cache(run)["clips"] == 3
+
+
 def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did(
     pretrain_modules, tmp_path
 ) -> None:

@@ -2,7 +2,8 @@
 
 The cache holds normalised latents ((raw - mean) / std per channel, as WanSpec normalises) and is
 tied to the encoder it came from (a fingerprint of its weights): retraining the encoder invalidates
-it, training the decoder alone does not.
+it, training the decoder alone does not. Asking for more clips than it holds encodes only the new
+ones and keeps the statistics of the first build.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from einops import rearrange
 from flashcli.core.devices import resolve_device
 
 from .configs import RunSettings
-from .data import render_pool, to_model_range
+from .data import render_pool, render_stream_clip, to_model_range
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 
 
@@ -54,11 +55,10 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     path = latent_cache_path(run)
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=False)
-        if (
-            same_encoder(cached, fingerprint, vae_state["step"])
-            and cached["latents"].shape[0] >= run.encode.clips
-        ):
-            return cached
+        if same_encoder(cached, fingerprint, vae_state["step"]):
+            if cached["clips"] >= run.encode.clips:
+                return cached
+            return _extend_cache(run, vae, cached, path)
     started = time.time()
     clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
     raw = []
@@ -79,6 +79,33 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         "encoder": fingerprint,
         "clips": len(clips),
         "seconds": time.time() - started,
+    }
+    partial = path.with_suffix(".partial")
+    torch.save(cache, partial)
+    partial.replace(path)
+    return cache
+
+
+def _extend_cache(run: RunSettings, vae: torch.nn.Module, cached: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Encode stream clips cached["clips"] .. run.encode.clips and append them. The latent statistics
+    stay those of the first build, so a denoiser trained on the cache (and its exports) stays valid."""
+    started = time.time()
+    mean = torch.tensor(cached["latents_mean"]).view(1, -1, 1, 1, 1)
+    std = torch.tensor(cached["latents_std"]).view(1, -1, 1, 1, 1)
+    raw = []
+    for index in range(cached["clips"], run.encode.clips):
+        clip = render_stream_clip(run.data, index)
+        raw.append(encode_clip(vae, clip))
+        if run.encode.flip_copies:
+            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
+        if index % 50 == 0:
+            print(f"encoded {index}/{run.encode.clips} clips ({time.time() - started:.0f}s)", flush=True)
+    added = (torch.stack(raw) - mean) / std
+    cache = {
+        **cached,
+        "latents": torch.cat([cached["latents"], added]),
+        "clips": run.encode.clips,
+        "seconds": cached["seconds"] + time.time() - started,
     }
     partial = path.with_suffix(".partial")
     torch.save(cache, partial)
