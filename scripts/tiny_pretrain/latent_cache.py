@@ -86,7 +86,9 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     return cache
 
 
-def _extend_cache(run: RunSettings, vae: torch.nn.Module, cached: dict[str, Any], path: Path) -> dict[str, Any]:
+def _extend_cache(
+    run: RunSettings, vae: torch.nn.Module, cached: dict[str, Any], path: Path
+) -> dict[str, Any]:
     """Encode stream clips cached["clips"] .. run.encode.clips and append them. The latent statistics
     stay those of the first build, so a denoiser trained on the cache (and its exports) stays valid."""
     started = time.time()
