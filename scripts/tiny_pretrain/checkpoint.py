@@ -30,10 +30,15 @@ def warm_start(module: torch.nn.Module, checkpoint: Path) -> list[str]:
     state = load_checkpoint(checkpoint)
     if state is None:
         raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
+    return load_fitting(module, state["model"], checkpoint)
+
+
+def load_fitting(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> list[str]:
+    """Load the `weights` whose names and shapes fit `module`; returns the names left as they were."""
     own = module.state_dict()
-    fitting = {k: t for k, t in state["model"].items() if k in own and own[k].shape == t.shape}
+    fitting = {k: t for k, t in weights.items() if k in own and own[k].shape == t.shape}
     if not fitting:
-        raise ValueError(f"{checkpoint} holds no weights that fit this model")
+        raise ValueError(f"{source} holds no weights that fit this model")
     module.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
 

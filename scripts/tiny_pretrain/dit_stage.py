@@ -20,7 +20,7 @@ from flashcli.core import flow
 from flashcli.core.devices import resolve_device
 from flashcli.core.specs import WanSpec
 
-from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, save_checkpoint
+from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, load_fitting, save_checkpoint
 from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, RunSettings, transformer_config
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
@@ -51,11 +51,7 @@ def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[to
         widened = torch.zeros_like(own[name])
         widened[:, : source.shape[1]] = source
         weights[name] = widened
-    fitting = {k: t for k, t in weights.items() if k in own and own[k].shape == t.shape}
-    if not fitting:
-        raise ValueError(f"{checkpoint} holds no weights that fit this model")
-    transformer.load_state_dict(fitting, strict=False)
-    return null_text, sorted(set(own) - set(fitting))
+    return null_text, load_fitting(transformer, weights, checkpoint)
 
 
 def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> AutoencoderKLWan:
