@@ -7,6 +7,8 @@
   --sample  (b) animate photos of unseen figures with no adapter -> docs/tiny_sample_unseen.png
   --learn   (c) learn a held-out action from 8 clips with the quick preset, animate an unseen figure
                 -> docs/tiny_learned_<action>.png
+  --fit     the denoiser's fixed-noise error on 2 x --clips clips it trained on against as many
+                held-out clips of the same distribution (a memorising denoiser shows a large ratio)
 
 Contact sheets have frames across and runs down. Numbers go to stdout as JSON.
 Example: python scripts/tiny_quality.py --vae --sample --learn --threads 1
@@ -171,6 +173,29 @@ def learn_heldout(
     }
 
 
+def measure_fit(spec: Any, clips: int) -> dict[str, Any]:
+    """Fixed-noise denoising error on clips of the pretraining stream against held-out clips of the
+    same distribution (pretraining actions, seen looks, the held-out seed range): a large gap means
+    the denoiser memorised its clips instead of learning motion."""
+    from tiny_pretrain.configs import DataSettings
+    from tiny_pretrain.data import render_stream_clip
+
+    from flashcli.core.evaluation import fixed_denoising_error
+
+    data = DataSettings(size=spec.default_size, frames=spec.default_frames, fps=spec.fps)
+    stride = 480 // clips  # spread over the first 480 stream clips, which every tiny run trained on
+    trained = [fixed_denoising_error(spec, render_stream_clip(data, i * stride), []) for i in range(clips)]
+    held_out = [
+        fixed_denoising_error(spec, render_stream_clip(data, i, heldout=True), []) for i in range(clips)
+    ]
+    return {
+        "clips": clips,
+        "training_clips": round(float(np.mean(trained)), 4),
+        "held_out_clips": round(float(np.mean(held_out)), 4),
+        "ratio": round(float(np.mean(held_out) / np.mean(trained)), 2),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,6 +204,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--vae", action="store_true")
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--learn", action="store_true")
+    parser.add_argument(
+        "--fit", action="store_true", help="denoising error on training clips against held-out ones"
+    )
     parser.add_argument("--action", default=None, help="held-out action for --learn (default: the first)")
     parser.add_argument("--clips", type=int, default=8, help="clips per group (--vae) or to learn from")
     parser.add_argument("--photos", type=int, default=4)
@@ -199,6 +227,8 @@ def main(argv: list[str]) -> int:
         report["vae"] = measure_vae(spec, args.docs, args.clips)
     if args.sample:
         report["sample"] = sample_unseen(spec, args.docs, args.photos, args.steps)
+    if args.fit:
+        report["fit"] = measure_fit(spec, min(args.clips * 2, 480))
     if args.learn:
         report["learn"] = learn_heldout(
             spec, args.docs, args.action or HELDOUT_ACTIONS[0], args.clips, 2, args.learn_steps
