@@ -31,6 +31,15 @@ def build_transformer(photo_channels: bool = False) -> WanTransformer3DModel:
     return WanTransformer3DModel(**transformer_config(photo_channels))
 
 
+def shipped_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A denoiser checkpoint's weights and null text as its run exports them: the weight average when
+    it keeps one, else the raw weights."""
+    average = state.get("ema")
+    if average is None:
+        return state["model"], state["null_text"]
+    return average["model"], average["extra"]
+
+
 def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[torch.Tensor, list[str]]:
     """Warm-start from another run's denoiser: its weight average when it kept one (what it shipped),
     else its raw weights. A patch embedding with fewer input channels (a base without photo channels)
@@ -39,10 +48,7 @@ def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[to
     state = load_checkpoint(checkpoint)
     if state is None:
         raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
-    average = state.get("ema")
-    weights, null_text = (
-        (state["model"], state["null_text"]) if average is None else (average["model"], average["extra"])
-    )
+    weights, null_text = shipped_weights(state)
     own = transformer.state_dict()
     weights = dict(weights)
     name = "patch_embedding.weight"
@@ -277,13 +283,10 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
             f"the denoiser at {dit_checkpoint_path(run)} was trained on latents of another encoder; "
             "train it again (dit stage) before exporting"
         )
-    average = state.get("ema")
-    weights, null_text = (
-        (state["model"], state["null_text"]) if average is None else (average["model"], average["extra"])
-    )
+    weights, null_text = shipped_weights(state)
     spec = spec_with_weights(run, vae, weights, null_text)
     summary = {
-        "dit_weights": describe_weights(average),
+        "dit_weights": describe_weights(state.get("ema")),
         "vae_step": vae_state["step"],
         "vae_eval": vae_state.get("eval", {}),
         "dit_step": state["step"],

@@ -9,6 +9,7 @@ ones and keeps the statistics of the first build.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
             return _extend_cache(run, vae, cached, path)
     started = time.time()
     clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
-    raw = []
-    for index, clip in enumerate(clips):
-        raw.append(encode_clip(vae, clip))
-        if run.encode.flip_copies:
-            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
-        if index % 50 == 0:
-            print(f"encoded {index}/{len(clips)} clips ({time.time() - started:.0f}s)", flush=True)
-    latents = torch.stack(raw)
+    latents = _encode(vae, enumerate(clips), len(clips), run.encode.flip_copies, started)
     mean, std = channel_stats(latents)
     normalised = (latents - torch.tensor(mean).view(1, -1, 1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1, 1)
     cache = {
@@ -80,10 +74,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         "clips": len(clips),
         "seconds": time.time() - started,
     }
-    partial = path.with_suffix(".partial")
-    torch.save(cache, partial)
-    partial.replace(path)
-    return cache
+    return _save(cache, path)
 
 
 def _extend_cache(
@@ -94,21 +85,33 @@ def _extend_cache(
     started = time.time()
     mean = torch.tensor(cached["latents_mean"]).view(1, -1, 1, 1, 1)
     std = torch.tensor(cached["latents_std"]).view(1, -1, 1, 1, 1)
-    raw = []
-    for index in range(cached["clips"], run.encode.clips):
-        clip = render_stream_clip(run.data, index)
-        raw.append(encode_clip(vae, clip))
-        if run.encode.flip_copies:
-            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
-        if index % 50 == 0:
-            print(f"encoded {index}/{run.encode.clips} clips ({time.time() - started:.0f}s)", flush=True)
-    added = (torch.stack(raw) - mean) / std
+    new_clips = ((i, render_stream_clip(run.data, i)) for i in range(cached["clips"], run.encode.clips))
+    added = (_encode(vae, new_clips, run.encode.clips, run.encode.flip_copies, started) - mean) / std
     cache = {
         **cached,
         "latents": torch.cat([cached["latents"], added]),
         "clips": run.encode.clips,
         "seconds": cached["seconds"] + time.time() - started,
     }
+    return _save(cache, path)
+
+
+def _encode(
+    vae: torch.nn.Module, clips: Iterable[tuple[int, np.ndarray]], total: int, flip: bool, started: float
+) -> torch.Tensor:
+    """Raw latents of (stream index, clip) pairs, each followed by its mirror image's when `flip`."""
+    raw = []
+    for index, clip in clips:
+        raw.append(encode_clip(vae, clip))
+        if flip:
+            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
+        if index % 50 == 0:
+            print(f"encoded {index}/{total} clips ({time.time() - started:.0f}s)", flush=True)
+    return torch.stack(raw)
+
+
+def _save(cache: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write the cache whole or not at all (temp file, then rename)."""
     partial = path.with_suffix(".partial")
     torch.save(cache, partial)
     partial.replace(path)
