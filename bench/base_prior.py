@@ -4,7 +4,9 @@ For each of several pretraining actions, K clips of seen-range looks at seeds th
 never used: the base animates frame 0 with no adapter, and each video is scored through the keypoint
 detector against its true clip, with the scores of bench/quality.py. Two samplers are compared: the
 deterministic Euler ODE that `flash animate` uses (eta 0) and an ancestral one that re-noises every
-step (eta 1). Two reference rows need no model: `ground truth` and `still photo`.
+step (eta 1). Two reference rows need no model: `ground truth` and `still photo`. A base pretrained
+class-conditionally (it ships action_text.safetensors) is also sampled told each clip's action, through
+its learned embedding of that action ("told the action" rows).
 
 A base whose samples do not beat the still photo on the actions it was trained on cannot carry an
 action learned from 8 clips either, so judge a new base here before running bench/quality.py.
@@ -43,7 +45,7 @@ DEFAULT_ACTIONS = ("squat", "kick", "march", "side_bend", "toe_touch", "jump", "
 # Far from the pretraining stream (0..) and its held-out checks (1,000,000..).
 TEST_SEED = 5_300_000
 REFERENCE_SEED = 5_400_000
-SAMPLERS = {"euler (eta 0)": 0.0, "ancestral (eta 1)": 1.0}
+SAMPLERS = {"euler": 0.0, "ancestral": 1.0}  # name -> eta; rows read "euler (eta 0)", ...
 
 
 def sample_ancestral(
@@ -67,7 +69,9 @@ def sample_ancestral(
 
 
 @torch.no_grad()
-def animate(spec: Any, photo: np.ndarray, frames: int, steps: int, eta: float, seed: int) -> np.ndarray:
+def animate(
+    spec: Any, photo: np.ndarray, frames: int, steps: int, eta: float, seed: int, text: torch.Tensor
+) -> np.ndarray:
     """One video from `photo` with no adapter, frame 0 held clean, decoded as `flash animate` does."""
     from flashcli.core.flow import sampling_sigmas
     from flashcli.core.pixels import photo_to_tensor, tensor_to_video
@@ -78,7 +82,7 @@ def animate(spec: Any, photo: np.ndarray, frames: int, steps: int, eta: float, s
     shape = (1, condition.shape[1], spec.latent_frames(frames), condition.shape[3], condition.shape[4])
     latents = initial_noise(shape, seed).to(spec.device)
     latents[:, :, :1] = condition
-    velocity = first_frame_velocity(spec, condition, spec.encode_text(None))
+    velocity = first_frame_velocity(spec, condition, text)
     generator = torch.Generator().manual_seed(seed + 1)
     final = sample_ancestral(velocity, latents, sampling_sigmas(steps, spec.flow_shift), eta, generator)
     final[:, :, :1] = condition
@@ -129,8 +133,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     score("ground truth", lambda truth: truth.frames)
     score("still photo", lambda truth: np.repeat(truth.frames[:1], frames, axis=0))
-    for name, eta in SAMPLERS.items():
-        score(name, lambda truth, eta=eta: animate(spec, truth.frames[0], frames, args.steps, eta, args.seed))
+    for sampler in args.samplers:
+        eta = SAMPLERS[sampler]
+        score(
+            f"{sampler} (eta {eta:g})",
+            lambda truth, eta=eta: animate(
+                spec, truth.frames[0], frames, args.steps, eta, args.seed, spec.encode_text(None)
+            ),
+        )
+    if spec.action_text:
+        for sampler in args.samplers:
+            eta = SAMPLERS[sampler]
+            score(
+                f"{sampler} (eta {eta:g}), told the action",
+                lambda truth, eta=eta: animate(
+                    spec,
+                    truth.frames[0],
+                    frames,
+                    args.steps,
+                    eta,
+                    args.seed,
+                    spec.pretrained_action_text(str(truth.meta["action"])),
+                ),
+            )
     return {
         "base": spec.describe(),
         "actions": list(args.actions),
@@ -197,7 +222,8 @@ def write_sheet(
 
     strips = []
     for index, truth in enumerate(truths):
-        for frames in (truth, *(videos[name][index] for name in SAMPLERS)):
+        sampled = [name for name in videos if name not in ("ground truth", "still photo")]
+        for frames in (truth, *(videos[name][index] for name in sampled)):
             strips.append(np.concatenate(list(frames[::stride]), axis=1))
     sheet = np.concatenate(strips, axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +246,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--frames", type=int, default=None, help="default: the base's")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        choices=list(SAMPLERS),
+        default=list(SAMPLERS),
+        help="which samplers to score",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 actions, 2 photos, 8 steps")

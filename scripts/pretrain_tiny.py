@@ -111,6 +111,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="a new denoiser that also reads the photo latent on every frame (in = 2 z_dim)",
     )
+    parser.add_argument(
+        "--dit-action-text",
+        action="store_true",
+        help="class-conditional: a learned text embedding per pretraining action (some steps see null text)",
+    )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
 
@@ -154,6 +159,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run.vae.decoder_only = True
     if args.dit_photo_channels:
         run.dit.photo_channels = True
+    if args.dit_action_text:
+        run.dit.action_text = True
     return run
 
 
@@ -223,13 +230,13 @@ def main(argv: list[str]) -> int:
         if args.dit_until is not None:
             limit = seconds_until(args.dit_until)
 
-        def export(spec, null_text, summary):  # noqa: ANN001 - local callback
-            export_base(run.export_dir, spec, null_text, base_meta(run, summary))
+        def export(spec, text, summary):  # noqa: ANN001 - local callback
+            export_base(run.export_dir, spec, text, base_meta(run, summary))
 
         print("dit stage:", train_dit(run, export, time_limit=limit), flush=True)
     if "export" in stages:
-        spec, null_text, summary = spec_from_checkpoint(run)
-        export_base(run.export_dir, spec, null_text, base_meta(run, summary))
+        spec, text, summary = spec_from_checkpoint(run)
+        export_base(run.export_dir, spec, text, base_meta(run, summary))
     print(f"done in {time.time() - started:.0f}s", flush=True)
     return 0
 

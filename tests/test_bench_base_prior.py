@@ -43,7 +43,7 @@ def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_
     assert base_prior.main(args) == 0
     result = json.loads((out / "base_prior.json").read_text())
     rows = result["rows"]
-    assert set(rows) == {"ground truth", "still photo", *base_prior.SAMPLERS}
+    assert set(rows) == {"ground truth", "still photo", "euler (eta 0)", "ancestral (eta 1)"}
     assert (result["photos"], result["steps"], result["frames"]) == (1, 2, 5)  # flags beat --quick
     assert rows["ground truth"]["joint_error"] < rows["still photo"]["joint_error"]
     assert result["motion"]["still photo"] == 0.0 and result["motion"]["ground truth"] > 0

@@ -118,6 +118,51 @@ def test_a_vae_without_time_compression_gives_every_frame_a_latent(pretrain_modu
         vae_stage.train_vae(run)
 
 
+def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    from tiny_pretrain.data import clip_action
+
+    from flashcli.core.specs import load_base
+    from flashcli.figureworld import PRETRAIN_ACTIONS
+
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps = 2
+    vae_stage.train_vae(run)
+
+    def export(spec, text, summary):
+        export_base(run.export_dir, spec, text, dit_stage.base_meta(run, summary))
+
+    dit_stage.train_dit(run, export)  # a plain (null text) denoiser first
+    plain = dit_stage.dit_checkpoint_path(run)
+    cache = latent_cache.build_latent_cache(run)
+    # Each clip and its mirror image carry the clip's action.
+    expected = [PRETRAIN_ACTIONS.index(clip_action(i, run.data.train_seed_start)) for i in (0, 0, 1, 1)]
+    assert dit_stage.latent_actions(cache, run.data).tolist() == expected
+
+    conditional = run.model_copy(deep=True)
+    conditional.run_dir, conditional.export_dir = tmp_path / "cc_run", tmp_path / "cc_base"
+    conditional.dit.action_text, conditional.dit.init_from = True, plain
+    for part in ("vae", "cache"):  # the same VAE and latents
+        (conditional.run_dir / part).mkdir(parents=True)
+        for file in (run.run_dir / part).iterdir():
+            (conditional.run_dir / part / file.name).write_bytes(file.read_bytes())
+    run = conditional
+    dit_stage.train_dit(run, export)
+    spec = load_base(str(run.export_dir), device="cpu")
+    assert sorted(spec.action_text) == sorted(PRETRAIN_ACTIONS)
+    null = spec.encode_text(None)[0]
+    # Warm-started action rows begin near the source's null text and move apart from it with training.
+    assert all(spec.action_text[a].shape == null.shape for a in PRETRAIN_ACTIONS)
+    assert not torch.equal(spec.pretrained_action_text("squat")[0], null)
+
+    run.dit.action_text, run.dit.steps = False, 3
+    with pytest.raises(ValueError, match="resume it with that flag"):
+        dit_stage.train_dit(run, export)
+
+
 def test_moving_pixels_marks_what_moves_and_nothing_in_a_still_clip(pretrain_modules) -> None:
     _, vae_stage, *_ = pretrain_modules
     still = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -239,7 +284,7 @@ def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did
     )
     widened = dit_stage.build_transformer(photo_channels=True)
     start_text, fresh = dit_stage.start_from(widened, tmp_path / "plain.pt")
-    assert fresh == [] and torch.equal(start_text, text)  # the weight average, not the raw weights
+    assert fresh == [] and torch.equal(start_text[0], text)  # the weight average, not the raw weights
 
     vae = vae_stage.build_vae(1)
     source = WanSpec(base_id="t", transformer=averaged, vae=vae, null_text=text)

@@ -152,6 +152,13 @@ class DitStageSettings(BaseModel):
     photo_channels: bool = Field(
         default=False, description="concatenate the photo latent to every frame's input (in = 2 z_dim)"
     )
+    action_text: bool = Field(
+        default=False,
+        description="learn one text embedding per pretraining action and condition on it (class-conditional)",
+    )
+    action_drop: float = Field(
+        default=0.2, ge=0, le=1, description="with action_text: share of samples shown the null text instead"
+    )
 
 
 class RunSettings(BaseModel):

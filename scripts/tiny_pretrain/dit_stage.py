@@ -19,9 +19,11 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from flashcli.core import flow
 from flashcli.core.devices import resolve_device
 from flashcli.core.specs import WanSpec
+from flashcli.figureworld import PRETRAIN_ACTIONS
 
 from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, load_fitting, save_checkpoint
-from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, RunSettings, transformer_config
+from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, DataSettings, RunSettings, transformer_config
+from .data import clip_action
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 from .weight_average import WeightAverage, describe_weights
@@ -31,24 +33,53 @@ def build_transformer(photo_channels: bool = False) -> WanTransformer3DModel:
     return WanTransformer3DModel(**transformer_config(photo_channels))
 
 
+def as_text_table(text: torch.Tensor) -> torch.Tensor:
+    """The learned text as a table (rows, L, D): row 0 the null text, row 1 + a the embedding of
+    PRETRAIN_ACTIONS[a] when the run is class-conditional. Older checkpoints hold the null text alone."""
+    return text.unsqueeze(0) if text.ndim == 2 else text
+
+
+def text_rows(action_text: bool) -> int:
+    return 1 + len(PRETRAIN_ACTIONS) if action_text else 1
+
+
+def fit_text_table(source: torch.Tensor, rows: int, generator: torch.Generator) -> torch.Tensor:
+    """A run's text table from another run's: shared rows copied; new action rows start at the null text
+    plus a little noise, so a warm start first predicts as its source did for every action."""
+    source = as_text_table(source)
+    table = source[:1].repeat(rows, 1, 1).clone()
+    table[1:] += 0.02 * torch.randn(table[1:].shape, generator=generator)
+    shared = min(rows, source.shape[0])
+    table[:shared] = source[:shared]
+    return table
+
+
+def latent_actions(cache: dict[str, Any], data: DataSettings) -> torch.Tensor:
+    """(N,) the PRETRAIN_ACTIONS index of each cached latent (a clip's mirror image keeps its action)."""
+    per_clip = torch.tensor(
+        [PRETRAIN_ACTIONS.index(clip_action(i, data.train_seed_start)) for i in range(cache["clips"])]
+    )
+    return per_clip.repeat_interleave(cache["latents"].shape[0] // cache["clips"])
+
+
 def shipped_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """A denoiser checkpoint's weights and null text as its run exports them: the weight average when
+    """A denoiser checkpoint's weights and text table as its run exports them: the weight average when
     it keeps one, else the raw weights."""
     average = state.get("ema")
     if average is None:
-        return state["model"], state["null_text"]
-    return average["model"], average["extra"]
+        return state["model"], as_text_table(state.get("text", state.get("null_text")))
+    return average["model"], as_text_table(average["extra"])
 
 
 def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[torch.Tensor, list[str]]:
     """Warm-start from another run's denoiser: its weight average when it kept one (what it shipped),
     else its raw weights. A patch embedding with fewer input channels (a base without photo channels)
     fills the leading channels and leaves the photo channels at zero, so the start predicts exactly as
-    the source did. Returns the null text and the names left fresh."""
+    the source did. Returns the source's text table and the names left fresh."""
     state = load_checkpoint(checkpoint)
     if state is None:
         raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
-    weights, null_text = shipped_weights(state)
+    weights, text = shipped_weights(state)
     own = transformer.state_dict()
     weights = dict(weights)
     name = "patch_embedding.weight"
@@ -57,7 +88,7 @@ def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[to
         widened = torch.zeros_like(own[name])
         widened[:, : source.shape[1]] = source
         weights[name] = widened
-    return null_text, load_fitting(transformer, weights, checkpoint)
+    return text, load_fitting(transformer, weights, checkpoint)
 
 
 def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> AutoencoderKLWan:
@@ -99,7 +130,9 @@ def train_dit(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
     transformer = build_transformer(settings.photo_channels).to(device)
-    null_text = torch.nn.Parameter((torch.randn(NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
+    rows = text_rows(settings.action_text)
+    text = torch.nn.Parameter((torch.randn(rows, NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
+    actions = latent_actions(cache, run.data)
     generator = torch.Generator().manual_seed(run.seed + 11)
     step, elapsed = 0, 0.0
     state = load_checkpoint(dit_checkpoint_path(run))
@@ -117,19 +150,26 @@ def train_dit(
                 f"the denoiser checkpoint {dit_checkpoint_path(run)} was trained {flag} "
                 f"--dit-photo-channels; resume it {flag} that flag"
             )
+        saved_text = as_text_table(state.get("text", state.get("null_text")))
+        if saved_text.shape[0] != rows:
+            flag = "with" if saved_text.shape[0] > 1 else "without"
+            raise ValueError(
+                f"the denoiser checkpoint {dit_checkpoint_path(run)} was trained {flag} "
+                f"--dit-action-text; resume it {flag} that flag"
+            )
         transformer.load_state_dict(state["model"])
-        null_text.data.copy_(state["null_text"])
+        text.data.copy_(saved_text)
     elif settings.init_from is not None:
         # Another run's denoiser (e.g. on the previous VAE's latents): a head start, then it adapts.
         start_text, fresh = start_from(transformer, settings.init_from)
-        null_text.data.copy_(start_text)
+        text.data.copy_(fit_text_table(start_text, rows, generator))
         print(f"dit: started from {settings.init_from}; fresh: {fresh or 'none'}", flush=True)
     spec = WanSpec(
         base_id=BASE_ID,
         transformer=transformer,
         vae=vae,
         meta=base_meta(run, {}),
-        null_text=null_text.detach(),
+        null_text=text[0].detach(),
     )
     average = None
     if settings.ema_decay > 0:
@@ -140,13 +180,13 @@ def train_dit(
             # Warm up only from random weights; resumed or warm-started weights are already trained.
             else WeightAverage.start(
                 spec.transformer,
-                null_text,
+                text,
                 settings.ema_decay,
                 warmup=state is None and settings.init_from is None,
             )
         )
     spec.transformer.train().requires_grad_(True)
-    parameters = [*spec.transformer.parameters(), null_text]
+    parameters = [*spec.transformer.parameters(), text]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -172,7 +212,7 @@ def train_dit(
     def exported() -> tuple[WanSpec, torch.Tensor]:
         """What the base ships: the weight average when there is one, else the raw weights."""
         if average is None:
-            return spec, null_text.detach().clone()
+            return spec, text.detach().clone()
         return spec_with_weights(run, vae, average.model, average.extra), average.extra.clone()
 
     def checkpoint() -> None:
@@ -180,7 +220,7 @@ def train_dit(
             dit_checkpoint_path(run),
             {
                 "model": spec.transformer.state_dict(),
-                "null_text": null_text.detach().clone(),
+                "text": text.detach().clone(),
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
@@ -213,16 +253,22 @@ def train_dit(
         # of a shorter clip, so the base also serves 9-frame presets.
         if float(torch.rand((), generator=generator)) < settings.short_fraction:
             x0 = x0[:, :, : settings.short_latent_frames]
+        # Class-conditional runs show each clip its action's text, and some the null text, so the base
+        # serves both an action's embedding and none.
+        rows_shown = torch.zeros(settings.batch_size, dtype=torch.long)
+        if settings.action_text:
+            dropped = torch.rand(settings.batch_size, generator=generator) < settings.action_drop
+            rows_shown = torch.where(dropped, 0, 1 + actions[picks])
         with autocast:
             loss = flow.first_frame_flow_loss(
-                spec, x0, null_text.unsqueeze(0), generator, settings.train_shift
+                spec, x0, text[rows_shown.to(device)], generator, settings.train_shift
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
         optimizer.step()
         if average is not None:
-            average.update(spec.transformer, null_text)
+            average.update(spec.transformer, text)
         step += 1
         recent = (recent + [loss.item()])[-200:]
         log.write(
@@ -254,9 +300,10 @@ def train_dit(
 
 
 def spec_with_weights(
-    run: RunSettings, vae: AutoencoderKLWan, weights: dict[str, torch.Tensor], null_text: torch.Tensor
+    run: RunSettings, vae: AutoencoderKLWan, weights: dict[str, torch.Tensor], text: torch.Tensor
 ) -> WanSpec:
-    """A fresh base around `vae` with these denoiser weights (the training model is left alone)."""
+    """A fresh base around `vae` with these denoiser weights and text table (the training model is left
+    alone)."""
     transformer = build_transformer(run.dit.photo_channels)
     transformer.load_state_dict(weights)
     return WanSpec(
@@ -264,8 +311,17 @@ def spec_with_weights(
         transformer=transformer,
         vae=vae,
         meta=base_meta(run, {}),
-        null_text=null_text.detach().clone(),
+        null_text=text[0].detach().clone(),
+        action_text=action_text_of(text),
     )
+
+
+def action_text_of(text: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A text table's action rows by action name (none for a table of the null text alone)."""
+    table = as_text_table(text)
+    if table.shape[0] == 1:
+        return {}
+    return {name: table[1 + index].detach().clone() for index, name in enumerate(PRETRAIN_ACTIONS)}
 
 
 def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[str, Any]]:
@@ -283,8 +339,8 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
             f"the denoiser at {dit_checkpoint_path(run)} was trained on latents of another encoder; "
             "train it again (dit stage) before exporting"
         )
-    weights, null_text = shipped_weights(state)
-    spec = spec_with_weights(run, vae, weights, null_text)
+    weights, text = shipped_weights(state)
+    spec = spec_with_weights(run, vae, weights, text)
     summary = {
         "dit_weights": describe_weights(state.get("ema")),
         "vae_step": vae_state["step"],
@@ -293,4 +349,4 @@ def spec_from_checkpoint(run: RunSettings) -> tuple[WanSpec, torch.Tensor, dict[
         "dit_seconds": round(state["elapsed"]),
         "latent_clips": int(cache["latents"].shape[0]),
     }
-    return spec, null_text, summary
+    return spec, text, summary

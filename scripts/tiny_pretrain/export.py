@@ -54,9 +54,21 @@ def on_cpu(spec: WanSpec) -> WanSpec:
     )
 
 
-def export_base(folder: Path, spec: WanSpec, null_text: torch.Tensor, meta: dict[str, Any]) -> Path:
-    spec, null_text = on_cpu(spec), null_text.detach().to("cpu")
+def export_base(folder: Path, spec: WanSpec, text: torch.Tensor, meta: dict[str, Any]) -> Path:
+    """`text` is the run's learned text: the null text (L, D), or a table whose rows after the first are
+    the pretraining actions' embeddings (shipped as action_text.safetensors)."""
+    from .dit_stage import action_text_of, as_text_table
+
+    spec, text = on_cpu(spec), text.detach().to("cpu")
     ded = existing_ded(folder, spec)
-    path = save_base(folder, spec.transformer, spec.vae, null_text, meta, ded=ded)
+    path = save_base(
+        folder,
+        spec.transformer,
+        spec.vae,
+        as_text_table(text)[0],
+        meta,
+        ded=ded,
+        action_text=action_text_of(text),
+    )
     print(f"exported base to {path} ({meta.get('pretraining', {})})", flush=True)
     return path

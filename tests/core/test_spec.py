@@ -37,6 +37,21 @@ def test_saved_base_loads_with_identical_outputs(tmp_path: Path) -> None:
     assert spec.describe()["text"] == "null"
 
 
+def test_a_class_conditional_base_keeps_its_learned_action_texts(tmp_path: Path) -> None:
+    transformer, vae, null_text = build_tiny_components(seed=4)
+    squat = torch.randn_like(null_text)
+    meta = {"base_id": "cc", "frames": 9, "size": 32}
+    save_base(tmp_path / "cc", transformer, vae, null_text, meta, action_text={"squat": squat})
+    spec = load_base(tmp_path / "cc", device="cpu")
+    assert torch.equal(spec.pretrained_action_text("squat"), squat[None])
+    assert torch.equal(spec.encode_text("squat"), null_text[None])  # prompts stay for text encoders
+    with pytest.raises(KeyError, match="no learned text for action 'weld' \\(it has: squat\\)"):
+        spec.pretrained_action_text("weld")
+    with pytest.raises(ValueError, match="shaped like the null text"):
+        save_base(tmp_path / "bad", transformer, vae, null_text, meta, action_text={"squat": squat[:2]})
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_base_with_photo_channels_reads_the_photo_latent_on_every_frame(tmp_path: Path) -> None:
     from diffusers import WanTransformer3DModel
 

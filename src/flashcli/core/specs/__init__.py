@@ -1,8 +1,10 @@
 """Loading and saving base models. One spec class per architecture; today only Wan.
 
 A flash base folder holds `flash_base.json`, `transformer/` and `vae/` (diffusers save_pretrained),
-`null_text.safetensors` (when the base has no text encoder) and optionally `ded/`. A diffusers Wan
-folder (model_index.json with transformer, vae, text_encoder, tokenizer) loads through the same spec.
+`null_text.safetensors` (when the base has no text encoder), optionally `action_text.safetensors` (one
+learned text embedding per pretraining action, for a base pretrained class-conditionally) and `ded/`.
+A diffusers Wan folder (model_index.json with transformer, vae, text_encoder, tokenizer) loads through
+the same spec.
 """
 
 from __future__ import annotations
@@ -86,11 +88,15 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
     vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     text_encoder = tokenizer = null_text = None
+    action_text: dict[str, torch.Tensor] = {}
     if meta["text_mode"] == "null":
         null_path = folder / "null_text.safetensors"
         if not null_path.is_file():
             raise FileNotFoundError(f"base folder {folder} has text_mode 'null' but no null_text.safetensors")
         null_text = load_file(null_path)["null_text"]
+        action_path = folder / "action_text.safetensors"
+        if action_path.is_file():
+            action_text = load_file(action_path)
     elif meta["text_mode"] == "umt5":
         text_encoder, tokenizer = _load_umt5(folder, dtype)
     else:
@@ -106,6 +112,7 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
         device,
         dtype,
         null_text=null_text,
+        action_text=action_text,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
     )
@@ -149,6 +156,7 @@ def _assemble_spec(
     dtype: torch.dtype,
     *,
     null_text: torch.Tensor | None = None,
+    action_text: Mapping[str, torch.Tensor] | None = None,
     text_encoder: Any = None,
     tokenizer: Any = None,
 ) -> WanSpec:
@@ -159,6 +167,7 @@ def _assemble_spec(
         vae=vae,
         meta=meta,
         null_text=null_text,
+        action_text=action_text,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         weight_hash=hash_weight_files(folder / "transformer"),
@@ -208,12 +217,14 @@ def save_base(
     text_encoder: torch.nn.Module | None = None,
     tokenizer: Any | None = None,
     ded: Any | None = None,
+    action_text: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a flash base folder atomically (a temp folder renamed into place; an old one is replaced).
 
     `meta` needs at least base_id; frames, size, fps, flow_shift, text_mode default as in
     BASE_META_DEFAULTS. A base without a text encoder needs `null_text_embedding` (tokens, text_dim).
     `ded`, when given, is a `flashcli.core.ded.DetailEnhancedDecoder` (saved into `ded/`).
+    `action_text` maps pretraining action names to learned embeddings shaped like the null text.
     """
     from safetensors.torch import save_file
 
@@ -232,8 +243,16 @@ def save_base(
             raise ValueError(
                 f"null_text_embedding must be (tokens, {text_dim}), got {tuple(null_text_embedding.shape)}"
             )
+        for name, embedding in (action_text or {}).items():
+            if embedding.shape != null_text_embedding.shape:
+                raise ValueError(
+                    f"action_text[{name!r}] must be shaped like the null text "
+                    f"{tuple(null_text_embedding.shape)}, got {tuple(embedding.shape)}"
+                )
     elif tokenizer is None:
         raise ValueError("a base with a text encoder needs its tokenizer too")
+    elif action_text:
+        raise ValueError("action_text is for bases without a text encoder; a text base reads prompts")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -243,6 +262,9 @@ def save_base(
         if text_mode == "null":
             embedding = null_text_embedding.detach().to("cpu").contiguous()
             save_file({"null_text": embedding}, str(staging / "null_text.safetensors"))
+            if action_text:
+                actions = {name: value.detach().to("cpu").contiguous() for name, value in action_text.items()}
+                save_file(actions, str(staging / "action_text.safetensors"))
         else:
             text_encoder.save_pretrained(staging / "text_encoder")
             tokenizer.save_pretrained(staging / "tokenizer")

@@ -88,6 +88,7 @@ class WanSpec:
         vae: torch.nn.Module,
         meta: Mapping[str, Any] | None = None,
         null_text: torch.Tensor | None = None,
+        action_text: Mapping[str, torch.Tensor] | None = None,
         text_encoder: torch.nn.Module | None = None,
         tokenizer: Any | None = None,
         ded: Any | None = None,
@@ -114,6 +115,10 @@ class WanSpec:
         self.ded = ded
         self._check_components(null_text)
         self.null_text = None if null_text is None else null_text.to(self.device, self.dtype)
+        # A class-conditionally pretrained base's embedding of each of its pretraining actions.
+        self.action_text = {
+            name: value.to(self.device, self.dtype) for name, value in (action_text or {}).items()
+        }
         self._weight_hash = weight_hash
         self._text_cache: dict[str, torch.Tensor] = {}
 
@@ -294,6 +299,15 @@ class WanSpec:
         if key not in self._text_cache:
             self._text_cache[key] = self._encode_umt5(key)
         return self._text_cache[key]
+
+    def pretrained_action_text(self, action: str) -> torch.Tensor:
+        """(1, L, text_dim): the embedding this base learned for one of its pretraining actions."""
+        if action not in self.action_text:
+            known = ", ".join(sorted(self.action_text)) or "none"
+            raise KeyError(
+                f"base {self.base_id!r} has no learned text for action {action!r} (it has: {known})"
+            )
+        return self.action_text[action].unsqueeze(0)
 
     def _encode_umt5(self, prompt: str) -> torch.Tensor:
         # As Wan's pipeline: pad to a fixed length, then zero the embeddings past the real tokens.
