@@ -154,3 +154,23 @@ def test_a_denoiser_fitted_to_two_clips_replays_each_from_its_first_frame(tiny_s
         latents = replay(index)
         assert distance(latents, index) < 0.2 * before[index]
         assert distance(latents, index) < 0.2 * distance(latents, 1 - index)
+
+
+def test_an_adapters_learned_action_text_steers_sampling_by_its_strength(tiny_spec) -> None:
+    from flashcli.core.adapter import ACTION_TEXT_KEY, mixed_action_text
+
+    settings = TrainSettings(
+        frames=9, size=32, steps=1, rank=4, warmup_steps=0, align=AlignSettings.variant("none")
+    )
+    lora = train_adapter(tiny_spec, [moving_square_clip(0)], settings)
+    learned = torch.randn(tiny_spec.null_text.shape, generator=torch.Generator().manual_seed(3))
+    with_text = {**lora.adapter, ACTION_TEXT_KEY: learned}
+    assert torch.allclose(mixed_action_text(tiny_spec, [(with_text, {}, 1.0)])[0], learned)
+    halfway = mixed_action_text(tiny_spec, [(with_text, {}, 0.5)])[0]
+    assert torch.allclose(halfway, (tiny_spec.null_text + learned) / 2)
+    assert mixed_action_text(tiny_spec, [(lora.adapter, {}, 1.0)]) is None
+
+    photo, run = moving_square_clip(7)[0], SampleSettings(steps=2, seed=0)
+    plain = animate_photo(tiny_spec, photo, [(lora.adapter, lora.metadata, 1.0)], run, frames=TINY_FRAMES)
+    steered = animate_photo(tiny_spec, photo, [(with_text, lora.metadata, 1.0)], run, frames=TINY_FRAMES)
+    assert np.array_equal(plain[0], steered[0]) and not np.array_equal(plain, steered)

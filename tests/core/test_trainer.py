@@ -80,6 +80,46 @@ def test_resume_gives_bit_identical_weights(tiny_spec, tmp_path: Path) -> None:
     assert resumed.losses == uninterrupted.losses
 
 
+@pytest.fixture(scope="module")
+def class_conditional_spec(tmp_path_factory: pytest.TempPathFactory):
+    """A random base that, like a class-conditionally pretrained tiny, ships learned action texts."""
+    from core_helpers import build_tiny_components
+
+    from flashcli.core.specs import load_base, save_base
+
+    transformer, vae, null_text = build_tiny_components(seed=2)
+    generator = torch.Generator().manual_seed(0)
+    actions = {name: torch.randn(null_text.shape, generator=generator) for name in ("squat", "kick")}
+    folder = tmp_path_factory.mktemp("bases") / "cc"
+    save_base(
+        folder, transformer, vae, null_text, {"base_id": "cc", "frames": 9, "size": 32}, action_text=actions
+    )
+    return load_base(folder, device="cpu")
+
+
+def test_on_a_base_with_action_texts_the_adapter_learns_its_own_and_resumes_exactly(
+    class_conditional_spec, tmp_path: Path
+) -> None:
+    from flashcli.core.adapter import ACTION_TEXT_KEY
+
+    spec, clips = class_conditional_spec, [moving_square_clip(0), moving_square_clip(1)]
+    settings = _settings(steps=6, checkpoint_every=3, learning_rate=5e-3)
+    uninterrupted = train_adapter(spec, clips, settings)
+    text = uninterrupted.adapter[ACTION_TEXT_KEY]
+    start = torch.stack(list(spec.action_text.values())).mean(0)
+    assert text.shape == spec.null_text.shape and not torch.allclose(text, start)
+
+    def stop_after_three(progress: TrainProgress) -> None:
+        if progress.phase == "train" and progress.step == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_adapter(spec, clips, settings, checkpoint_dir=tmp_path, progress=stop_after_three)
+    resumed = train_adapter(spec, clips, settings, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.adapter.keys() == uninterrupted.adapter.keys()
+    assert all(torch.equal(resumed.adapter[k], v) for k, v in uninterrupted.adapter.items())
+
+
 def test_resume_refuses_a_mismatched_or_missing_checkpoint(tiny_spec, tmp_path: Path) -> None:
     clip = moving_square_clip(0)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

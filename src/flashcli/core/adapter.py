@@ -3,6 +3,10 @@
 An adapter file is safetensors whose header metadata names the base it was made for (id and
 weight hash), the targets, rank and alpha. Attaching checks the base and that every key landed;
 a mismatch is an error, never a silent no-op.
+
+On a base without a text encoder that was pretrained with one learned text embedding per action
+(`action_text.safetensors`), the adapter also learns the new action's own embedding and keeps it under
+ACTION_TEXT_KEY: the tiny base's stand-in for the prompt a text base reads.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 ADAPTER_FORMAT_VERSION = "1"
 REQUIRED_METADATA = ("format_version", "base_id", "base_weight_hash", "targets", "rank", "alpha")
 MAX_STRENGTH = 2.0
+ACTION_TEXT_KEY = "flash.action_text"  # (tokens, text_dim): the action's learned text embedding
 
 
 class AdapterMismatchError(ValueError):
@@ -155,8 +160,18 @@ def attach_adapter(
         # peft warns whenever a second adapter joins a model; several adapters is what we want here.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         transformer.add_adapter(config, adapter_name=name)
+    text = tensors.get(ACTION_TEXT_KEY)
+    if text is not None and (spec.null_text is None or tuple(text.shape) != tuple(spec.null_text.shape)):
+        raise AdapterMismatchError(
+            f"{source} carries a learned action text of shape {tuple(text.shape)} that base "
+            f"{spec.base_id!r} cannot read"
+        )
     try:
-        weights = {key: value.to(spec.device, torch.float32) for key, value in tensors.items()}
+        weights = {
+            key: value.to(spec.device, torch.float32)
+            for key, value in tensors.items()
+            if key != ACTION_TEXT_KEY
+        }
         result = set_peft_model_state_dict(transformer, weights, adapter_name=name)
     except RuntimeError as error:  # shape mismatch, e.g. a rank different from the header's
         transformer.delete_adapters(name)
@@ -172,6 +187,23 @@ def attach_adapter(
             else f"{len(missing)} layers got no weights"
         )
         raise AdapterMismatchError(f"{source} does not fit base {spec.base_id!r}: {detail}")
+
+
+def mixed_action_text(
+    spec: WanSpec, adapters: list[tuple[Mapping[str, torch.Tensor], Mapping[str, str], float]]
+) -> torch.Tensor | None:
+    """(1, L, D): the null text moved toward each adapter's learned action text by its strength
+    (null + sum of strength * (text - null)); None when no adapter carries one."""
+    texts = [
+        (tensors[ACTION_TEXT_KEY], strength)
+        for tensors, _, strength in adapters
+        if ACTION_TEXT_KEY in tensors
+    ]
+    if not texts or spec.null_text is None:
+        return None
+    null = spec.null_text.float()
+    mixed = null + sum(strength * (text.to(null.device, torch.float32) - null) for text, strength in texts)
+    return mixed.to(spec.dtype).unsqueeze(0)
 
 
 @contextmanager

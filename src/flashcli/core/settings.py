@@ -112,6 +112,11 @@ class TrainSettings(BaseModel):
     seed: int = 0
     train_shift: float = Field(default=3.0, gt=0, description="timestep shift for training sigmas")
     augment_copies: int = Field(default=4, ge=1, description="augmented copies per clip, encoded once")
+    text_learning_rate: float = Field(
+        default=5e-3,
+        gt=0,
+        description="learning rate of the action's own text embedding, on bases pretrained with action texts",
+    )
     checkpoint_every: int = Field(default=0, ge=0, description="0 = no checkpoints")
     align: AlignSettings = Field(default_factory=AlignSettings)
     # After the adapter: fine-tune a copy of the base's Detail Enhancement Decoder on the action's

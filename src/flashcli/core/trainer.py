@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from flashcli.core.adapter import adapter_metadata, adapter_tensors, attach_new_lora, lora_parameters
+from flashcli.core.adapter import (
+    ACTION_TEXT_KEY,
+    adapter_metadata,
+    adapter_tensors,
+    attach_new_lora,
+    lora_parameters,
+)
 from flashcli.core.devices import autocast_dtype
 from flashcli.core.flow import (
     flow_loss,
@@ -110,6 +116,9 @@ def train_adapter(
     checkpoint = _read_checkpoint(checkpoint_dir, spec, settings) if resume else None
 
     data = _prepare_data(spec, clips, masks, settings, prompt, progress)
+    learned_text = _new_action_text(spec)
+    if learned_text is not None:
+        data.text = learned_text
     alignment = None
     # LoRA's initial weights come from the global RNG: seed it locally so a seed fixes the whole run.
     with torch.random.fork_rng(devices=[]):
@@ -121,9 +130,13 @@ def train_adapter(
             rank=settings.rank,
             alpha=settings.lora_alpha,
         )
+    groups: list[dict[str, Any]] = [{"params": parameters}]
+    if learned_text is not None:
+        groups.append({"params": [learned_text], "lr": settings.text_learning_rate, "weight_decay": 0.0})
+        parameters = [*parameters, learned_text]
     try:
         optimizer = torch.optim.AdamW(
-            parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, betas=(0.9, 0.999)
+            groups, lr=settings.learning_rate, weight_decay=settings.weight_decay, betas=(0.9, 0.999)
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings))
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
@@ -132,7 +145,7 @@ def train_adapter(
         if checkpoint is not None:
             start_step, previous_seconds = checkpoint["step"], checkpoint["train_seconds"]
             history = list(checkpoint["losses"])
-            _restore(spec, checkpoint, optimizer, scheduler, generator)
+            _restore(spec, checkpoint, optimizer, scheduler, generator, learned_text)
         if settings.gradient_checkpointing:
             spec.transformer.enable_gradient_checkpointing()
         if settings.align.injects:
@@ -154,7 +167,16 @@ def train_adapter(
                 and step % settings.checkpoint_every == 0
             ):
                 _write_checkpoint(
-                    checkpoint_dir, spec, settings, step, optimizer, scheduler, generator, history, elapsed
+                    checkpoint_dir,
+                    spec,
+                    settings,
+                    step,
+                    optimizer,
+                    scheduler,
+                    generator,
+                    history,
+                    elapsed,
+                    learned_text,
                 )
             if progress is not None:
                 recent = step_seconds[-20:]
@@ -170,6 +192,8 @@ def train_adapter(
                     )
                 )
         tensors = adapter_tensors(spec, TRAIN_ADAPTER_NAME)
+        if learned_text is not None:
+            tensors[ACTION_TEXT_KEY] = learned_text.detach()[0].to("cpu", torch.float32).clone()
     finally:
         if alignment is not None:
             alignment.remove()
@@ -202,6 +226,16 @@ def train_adapter(
     return TrainResult(
         adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds, ded=ded
     )
+
+
+def _new_action_text(spec: WanSpec) -> torch.nn.Parameter | None:
+    """The action's own text embedding (1, L, D), trained with the LoRA, on a base without a text encoder
+    that learned one embedding per pretraining action; None on any other base. It starts at the mean of
+    the base's action embeddings: "some action", which the clips then make specific."""
+    if spec.has_text or not spec.action_text:
+        return None
+    start = torch.stack([text.float() for text in spec.action_text.values()]).mean(0, keepdim=True)
+    return torch.nn.Parameter(start.to(spec.device))
 
 
 # ----- one optimisation step -----------------------------------------------------------------------
@@ -433,6 +467,7 @@ def _write_checkpoint(
     generator: torch.Generator,
     history: list[dict[str, float]],
     train_seconds: float,
+    learned_text: torch.Tensor | None,
 ) -> None:
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -444,6 +479,7 @@ def _write_checkpoint(
             for name, p in spec.transformer.named_parameters()
             if "lora_" in name and f".{TRAIN_ADAPTER_NAME}." in name
         },
+        "text": None if learned_text is None else learned_text.detach().to("cpu").clone(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
@@ -484,11 +520,16 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    learned_text: torch.Tensor | None,
 ) -> None:
     parameters = dict(spec.transformer.named_parameters())
     with torch.no_grad():
         for name, value in state["lora"].items():
             parameters[name].copy_(value)
+        if (state.get("text") is None) != (learned_text is None):
+            raise ValueError("the checkpoint's action text does not match the adapter being trained")
+        if learned_text is not None:
+            learned_text.copy_(state["text"])
     if len(state["lora"]) != len(lora_parameters(spec, TRAIN_ADAPTER_NAME)):
         raise ValueError("the checkpoint's adapter does not match the adapter being trained")
     optimizer.load_state_dict(state["optimizer"])
