@@ -317,3 +317,15 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
         assert field in type(getattr(run, section)).model_fields
+
+
+def test_an_optimizer_saved_with_one_group_resumes_in_the_two_group_layout(pretrain_modules) -> None:
+    _, _, _, dit_stage, _ = pretrain_modules
+    weights, text = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    old = torch.optim.AdamW([weights, text], lr=1e-3)
+    (weights.sum() + text.sum()).backward()
+    old.step()
+    new = torch.optim.AdamW([{"params": [weights]}, {"params": [text], "weight_decay": 0.0}], lr=1e-3)
+    new.load_state_dict(dit_stage.as_two_groups(old.state_dict()))
+    assert torch.equal(new.state[text]["exp_avg"], old.state[text]["exp_avg"])
+    assert torch.equal(new.state[weights]["exp_avg"], old.state[weights]["exp_avg"])

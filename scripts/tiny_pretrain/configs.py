@@ -159,6 +159,9 @@ class DitStageSettings(BaseModel):
     action_drop: float = Field(
         default=0.2, ge=0, le=1, description="with action_text: share of samples shown the null text instead"
     )
+    text_lr_scale: float = Field(
+        default=10.0, gt=0, description="the learned texts' learning rate, as a multiple of the denoiser's"
+    )
 
 
 class RunSettings(BaseModel):
