@@ -70,9 +70,17 @@ def sample_ancestral(
 
 @torch.no_grad()
 def animate(
-    spec: Any, photo: np.ndarray, frames: int, steps: int, eta: float, seed: int, text: torch.Tensor
+    spec: Any,
+    photo: np.ndarray,
+    frames: int,
+    steps: int,
+    eta: float,
+    seed: int,
+    text: torch.Tensor,
+    guidance: float | None = None,
 ) -> np.ndarray:
-    """One video from `photo` with no adapter, frame 0 held clean, decoded as `flash animate` does."""
+    """One video from `photo` with no adapter, frame 0 held clean, decoded as `flash animate` does.
+    With `guidance`, classifier-free guidance of `text` against the null text."""
     from flashcli.core.flow import sampling_sigmas
     from flashcli.core.pixels import photo_to_tensor, tensor_to_video
     from flashcli.core.sampler import first_frame_velocity, initial_noise
@@ -82,7 +90,9 @@ def animate(
     shape = (1, condition.shape[1], spec.latent_frames(frames), condition.shape[3], condition.shape[4])
     latents = initial_noise(shape, seed).to(spec.device)
     latents[:, :, :1] = condition
-    velocity = first_frame_velocity(spec, condition, text)
+    if guidance is not None:
+        text = torch.cat([text, spec.encode_text(None)])
+    velocity = first_frame_velocity(spec, condition, text, guidance=guidance)
     generator = torch.Generator().manual_seed(seed + 1)
     final = sample_ancestral(velocity, latents, sampling_sigmas(steps, spec.flow_shift), eta, generator)
     final[:, :, :1] = condition
@@ -154,6 +164,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     eta,
                     args.seed,
                     spec.pretrained_action_text(str(truth.meta["action"])),
+                ),
+            )
+        for guidance in args.guidance:
+            score(
+                f"euler (eta 0), told the action, guidance {guidance:g}",
+                lambda truth, guidance=guidance: animate(
+                    spec,
+                    truth.frames[0],
+                    frames,
+                    args.steps,
+                    0.0,
+                    args.seed,
+                    spec.pretrained_action_text(str(truth.meta["action"])),
+                    guidance,
                 ),
             )
     return {
@@ -254,6 +278,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="which samplers to score",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="*",
+        default=[],
+        help="bases with action texts: also Euler with classifier-free guidance against the null text",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 actions, 2 photos, 8 steps")
     args = parser.parse_args(argv)
