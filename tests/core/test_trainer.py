@@ -52,6 +52,7 @@ def test_result_carries_what_the_library_needs(tiny_spec) -> None:
     assert result.metadata["base_weight_hash"] == tiny_spec.weight_hash
     assert result.metadata["rank"] == "4" and result.metadata["variant"] == "none"
     assert result.metadata["prompt"] == "a square slides"
+    assert result.metadata["action_text"] == "none"  # a base without action texts: LoRA only
     assert all(isinstance(value, str) for value in result.metadata.values())
     assert any(key.endswith("lora_B.weight") for key in result.adapter)
     assert len(result.losses) == 2 and result.train_seconds > 0
@@ -108,6 +109,7 @@ def test_on_a_base_with_action_texts_the_adapter_learns_its_own_and_resumes_exac
     text = uninterrupted.adapter[ACTION_TEXT_KEY]
     start = torch.stack(list(spec.action_text.values())).mean(0)
     assert text.shape == spec.null_text.shape and not torch.allclose(text, start)
+    assert uninterrupted.metadata["action_text"] == "learned"
 
     def stop_after_three(progress: TrainProgress) -> None:
         if progress.phase == "train" and progress.step == 3:

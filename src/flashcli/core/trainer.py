@@ -221,6 +221,8 @@ def train_adapter(
             "seed": str(settings.seed),
             "prompt": prompt or "",
             "ded": "true" if settings.align.detail_enhance else "false",
+            # Whether the file carries the action's own text embedding (ACTION_TEXT_KEY).
+            "action_text": "learned" if learned_text is not None else "none",
         },
     )
     return TrainResult(
