@@ -13,6 +13,7 @@ action learned from 8 clips either, so judge a new base here before running benc
 
     python bench/base_prior.py --base runs/tiny_v6_export --out bench/out/base_prior
     python bench/base_prior.py --quick          # 2 actions, 2 photos, 8 steps: a smoke run
+    python bench/base_prior.py --base B --photos-from stream   # clips the denoiser trained on
 
 Writes OUT/base_prior.md, OUT/base_prior.json and OUT/sheet.png (per photo: truth, then each sampler).
 """
@@ -33,10 +34,13 @@ import torch
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+# The pretraining stream's seeded action draw lives with the pretraining script.
+sys.path.insert(0, str(BENCH.parent / "scripts"))
 
 import metrics  # noqa: E402
 import quality  # noqa: E402
 from keypoints.detector import DEFAULT_WEIGHTS, load_detector  # noqa: E402
+from tiny_pretrain.data import clip_action  # noqa: E402
 
 from flashcli.figureworld import JOINT_NAMES, PRETRAIN_ACTIONS, render_clip  # noqa: E402
 
@@ -99,6 +103,19 @@ def animate(
     return tensor_to_video(spec.decode(final, reference)[0])
 
 
+def stream_seeds(actions: list[str], per_action: int) -> dict[str, list[int]]:
+    """The first `per_action` clips of each action in the pretraining stream (train seeds from 0): clips
+    every tiny denoiser trained on, rendered exactly as the stream renders them."""
+    seeds: dict[str, list[int]] = {action: [] for action in actions}
+    index = 0
+    while any(len(found) < per_action for found in seeds.values()):
+        action = clip_action(index, 0)
+        if action in seeds and len(seeds[action]) < per_action:
+            seeds[action].append(index)
+        index += 1
+    return seeds
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from flashcli.core.specs import load_base
 
@@ -107,10 +124,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec.check_video_shape(frames, size, size)
     detector = load_detector(args.detector)
     bones = [(JOINT_NAMES.index(a), JOINT_NAMES.index(b)) for a, b in quality.BONE_NAMES]
+    if args.photos_from == "stream":
+        seeds = stream_seeds(args.actions, args.photos)
+    else:
+        seeds = {action: [TEST_SEED + i for i in range(args.photos)] for action in args.actions}
     truths = {
         action: [
-            render_clip(action, TEST_SEED + i, size=size, frames=frames, appearance="seen")
-            for i in range(args.photos)
+            render_clip(action, seed, size=size, frames=frames, appearance="seen") for seed in seeds[action]
         ]
         for action in args.actions
     }
@@ -184,6 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "base": spec.describe(),
         "actions": list(args.actions),
         "photos": args.photos,
+        "photos_from": args.photos_from,
         "frames": frames,
         "size": size,
         "steps": args.steps,
@@ -213,7 +234,8 @@ def report(result: dict[str, Any], command: str) -> str:
         f"Command: `{command}`  ",
         f"Base: `{result['base'].get('base_id')}` (weights {result['base'].get('weight_hash', '?')}), "
         f"{result['size']}x{result['size']}, {result['frames']} frames, {result['steps']} sampling steps, "
-        f"seed {result['seed']}. Actions: {', '.join(result['actions'])}; {result['photos']} photos each.",
+        f"seed {result['seed']}. Actions: {', '.join(result['actions'])}; {result['photos']} photos each, "
+        f"from {'the pretraining stream' if result['photos_from'] == 'stream' else 'new seeds'}.",
         "",
         "| row | joint error (% body h., DTW) ↓ | moving-joint error ↓ | PCK@0.1 ↑ | nearest-action acc. ↑ "
         "| frame-1 PSNR (dB) ↑ | motion (grey levels) | s / video |",
@@ -265,6 +287,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detector", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--actions", nargs="+", default=list(DEFAULT_ACTIONS))
     parser.add_argument("--photos", type=int, default=3, help="clips (photos) per action")
+    parser.add_argument(
+        "--photos-from",
+        choices=["new", "stream"],
+        default="new",
+        help="new seeds (default), or the pretraining stream's own clips (did the denoiser fit them?)",
+    )
     parser.add_argument(
         "--reference-clips", type=int, default=6, help="true clips per action for nearest-action"
     )

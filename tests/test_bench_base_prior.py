@@ -48,3 +48,12 @@ def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_
     assert rows["ground truth"]["joint_error"] < rows["still photo"]["joint_error"]
     assert result["motion"]["still photo"] == 0.0 and result["motion"]["ground truth"] > 0
     assert (out / "sheet.png").stat().st_size > 0 and "| still photo |" in (out / "base_prior.md").read_text()
+
+
+def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() -> None:
+    from tiny_pretrain.data import clip_action
+
+    seeds = base_prior.stream_seeds(["squat", "kick"], 2)
+    assert all(len(found) == 2 for found in seeds.values())
+    assert all(clip_action(seed, 0) == action for action, found in seeds.items() for seed in found)
+    assert seeds["squat"][0] == min(i for i in range(200) if clip_action(i, 0) == "squat")
