@@ -9,9 +9,9 @@
                 -> docs/tiny_learned_<action>.png
   --fit     the denoiser's fixed-noise error on 2 x --clips clips it trained on against as many
                 held-out clips of the same distribution (a memorising denoiser shows a large ratio)
-  --text-use  on a base pretrained with action texts: the same error on 2 x --clips held-out clips
-                told their true action, no action (null text) and a wrong one; a base that reads its
-                action texts errs least when told the truth
+  --text-use  on a base pretrained with action texts: the same error, at high noise, on 2 x --clips
+                held-out clips told their true action, no action (null text) and a wrong one; a base
+                that reads its action texts errs least when told the truth
 
 Contact sheets have frames across and runs down. Numbers go to stdout as JSON.
 Example: python scripts/tiny_quality.py --vae --sample --learn --threads 1
@@ -37,6 +37,7 @@ from flashcli.figureworld import HELDOUT_ACTIONS, PRETRAIN_ACTIONS, render_clip
 # Seeds far from both pretraining streams (train from 0, held-out from 1,000,000).
 EVAL_SEED = 5_000_000
 SHEET_COLUMNS = 9
+TEXT_USE_SIGMAS = (0.8, 0.9, 0.95, 0.99)  # where the sampler decides the motion
 
 
 def psnr(reference: np.ndarray, other: np.ndarray) -> float:
@@ -201,7 +202,9 @@ def measure_fit(spec: Any, clips: int) -> dict[str, Any]:
 
 def measure_text_use(spec: Any, clips: int) -> dict[str, Any]:
     """Fixed-noise denoising error on held-out pretraining-stream clips with the true action's learned
-    text, the null text and a wrong action's (the next one in PRETRAIN_ACTIONS)."""
+    text, the null text and a wrong action's (the next one in PRETRAIN_ACTIONS), at high noise only:
+    below sigma 0.8 the noisy frames themselves show the motion, and the text changed the error by
+    0.1 % on the class-conditional run where at sigma 0.99 it changed it by 6 %."""
     from tiny_pretrain.configs import DataSettings
     from tiny_pretrain.data import clip_action, render_stream_clip
 
@@ -221,7 +224,7 @@ def measure_text_use(spec: Any, clips: int) -> dict[str, Any]:
             "wrong action": spec.pretrained_action_text(wrong),
         }
         for name, text in texts.items():
-            errors[name].append(fixed_denoising_error(spec, clip, [], text=text))
+            errors[name].append(fixed_denoising_error(spec, clip, [], text=text, sigmas=TEXT_USE_SIGMAS))
     means = {name: float(np.mean(values)) for name, values in errors.items()}
     return {
         "clips": clips,
