@@ -62,18 +62,23 @@ class _Stop(Exception):
     pass
 
 
-def test_resume_gives_bit_identical_weights(tiny_spec, tmp_path: Path) -> None:
-    clips = [moving_square_clip(0), moving_square_clip(1)]
-    settings = _settings("full", steps=6, checkpoint_every=3, learning_rate=5e-3)
-    uninterrupted = train_adapter(tiny_spec, clips, settings)
+def _stopped_at_three_then_resumed(spec, clips, settings: TrainSettings, folder: Path):
+    """Train until step 3 (checkpointing), stop as a crash would, then resume to the end."""
 
     def stop_after_three(progress: TrainProgress) -> None:
         if progress.phase == "train" and progress.step == 3:
             raise _Stop
 
     with pytest.raises(_Stop):
-        train_adapter(tiny_spec, clips, settings, checkpoint_dir=tmp_path, progress=stop_after_three)
-    resumed = train_adapter(tiny_spec, clips, settings, checkpoint_dir=tmp_path, resume=True)
+        train_adapter(spec, clips, settings, checkpoint_dir=folder, progress=stop_after_three)
+    return train_adapter(spec, clips, settings, checkpoint_dir=folder, resume=True)
+
+
+def test_resume_gives_bit_identical_weights(tiny_spec, tmp_path: Path) -> None:
+    clips = [moving_square_clip(0), moving_square_clip(1)]
+    settings = _settings("full", steps=6, checkpoint_every=3, learning_rate=5e-3)
+    uninterrupted = train_adapter(tiny_spec, clips, settings)
+    resumed = _stopped_at_three_then_resumed(tiny_spec, clips, settings, tmp_path)
 
     assert resumed.adapter.keys() == uninterrupted.adapter.keys()
     for key, value in uninterrupted.adapter.items():
@@ -111,13 +116,7 @@ def test_on_a_base_with_action_texts_the_adapter_learns_its_own_and_resumes_exac
     assert text.shape == spec.null_text.shape and not torch.allclose(text, start)
     assert uninterrupted.metadata["action_text"] == "learned"
 
-    def stop_after_three(progress: TrainProgress) -> None:
-        if progress.phase == "train" and progress.step == 3:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        train_adapter(spec, clips, settings, checkpoint_dir=tmp_path, progress=stop_after_three)
-    resumed = train_adapter(spec, clips, settings, checkpoint_dir=tmp_path, resume=True)
+    resumed = _stopped_at_three_then_resumed(spec, clips, settings, tmp_path)
     assert resumed.adapter.keys() == uninterrupted.adapter.keys()
     assert all(torch.equal(resumed.adapter[k], v) for k, v in uninterrupted.adapter.items())
 
