@@ -112,6 +112,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="a new denoiser that also reads the photo latent on every frame (in = 2 z_dim)",
     )
     parser.add_argument(
+        "--dit-layers", type=int, default=None, help="denoiser blocks of a new run (default 6)"
+    )
+    parser.add_argument(
+        "--dit-heads", type=int, default=None, help="attention heads of 32 dims of a new run (default 4)"
+    )
+    parser.add_argument(
         "--dit-action-text",
         action="store_true",
         help="class-conditional: a learned text embedding per pretraining action (some steps see null text)",
@@ -139,6 +145,8 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "dit_short_latent_frames": ("dit", "short_latent_frames"),
     "dit_init_from": ("dit", "init_from"),
     "dit_ema_decay": ("dit", "ema_decay"),
+    "dit_layers": ("dit", "layers"),
+    "dit_heads": ("dit", "heads"),
     "export_every": ("dit", "export_every_seconds"),
 }
 
@@ -192,7 +200,7 @@ def export_vae_only(run: RunSettings) -> None:
     vae = vae_with_latent_stats(vae, mean, std)
     torch.manual_seed(run.seed + 10)
     null_text = torch.zeros(NULL_TEXT_TOKENS, TEXT_DIM)
-    transformer = build_transformer(run.dit.photo_channels)
+    transformer = build_transformer(run.dit)
     spec = WanSpec(base_id="tiny", transformer=transformer, vae=vae, null_text=null_text)
     summary = {"vae_step": state["step"], "vae_eval": state.get("eval", {}), "dit_step": 0}
     export_base(run.export_dir, spec, null_text, base_meta(run, summary))

@@ -163,6 +163,29 @@ def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
         dit_stage.train_dit(run, export)
 
 
+def test_a_denoiser_of_another_size_trains_exports_and_resumes_only_at_that_size(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    from flashcli.core.specs import load_base
+
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps, run.dit.layers, run.dit.heads = 2, 2, 2
+    vae_stage.train_vae(run)
+
+    def export(spec, text, summary):
+        export_base(run.export_dir, spec, text, dit_stage.base_meta(run, summary))
+
+    dit_stage.train_dit(run, export)
+    config = load_base(str(run.export_dir), device="cpu").transformer.config
+    assert (config.num_layers, config.num_attention_heads, config.ffn_dim) == (2, 2, 256)
+
+    run.dit.layers, run.dit.steps = 3, 3
+    with pytest.raises(ValueError, match="resume it with --dit-layers 2 --dit-heads 2"):
+        dit_stage.train_dit(run, export)
+
+
 def test_moving_pixels_marks_what_moves_and_nothing_in_a_still_clip(pretrain_modules) -> None:
     _, vae_stage, *_ = pretrain_modules
     still = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -273,6 +296,7 @@ def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did
 
     torch.manual_seed(0)
     plain, averaged = dit_stage.build_transformer(), dit_stage.build_transformer()
+    wide = configs.DitStageSettings(photo_channels=True)
     text = torch.randn(configs.NULL_TEXT_TOKENS, configs.TEXT_DIM)
     save_checkpoint(
         tmp_path / "plain.pt",
@@ -282,7 +306,7 @@ def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did
             "ema": {"model": averaged.state_dict(), "extra": text},
         },
     )
-    widened = dit_stage.build_transformer(photo_channels=True)
+    widened = dit_stage.build_transformer(wide)
     start_text, fresh = dit_stage.start_from(widened, tmp_path / "plain.pt")
     assert fresh == [] and torch.equal(start_text[0], text)  # the weight average, not the raw weights
 

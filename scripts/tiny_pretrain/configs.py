@@ -69,9 +69,16 @@ TRANSFORMER_CONFIG: dict[str, Any] = {
 }
 
 
-def transformer_config(photo_channels: bool) -> dict[str, Any]:
-    """The tiny denoiser's config; with photo channels it also reads the photo latent on every frame."""
-    return {**TRANSFORMER_CONFIG, "in_channels": 2 * Z_DIM if photo_channels else Z_DIM}
+def transformer_config(photo_channels: bool, layers: int = 6, heads: int = 4) -> dict[str, Any]:
+    """The tiny denoiser's config; with photo channels it also reads the photo latent on every frame.
+    `layers` and `heads` (of 32 dims each, feed-forward 4x the width) size a larger denoiser."""
+    return {
+        **TRANSFORMER_CONFIG,
+        "in_channels": 2 * Z_DIM if photo_channels else Z_DIM,
+        "num_layers": layers,
+        "num_attention_heads": heads,
+        "ffn_dim": 4 * heads * TRANSFORMER_CONFIG["attention_head_dim"],
+    }
 
 
 class DataSettings(BaseModel):
@@ -152,6 +159,8 @@ class DitStageSettings(BaseModel):
     photo_channels: bool = Field(
         default=False, description="concatenate the photo latent to every frame's input (in = 2 z_dim)"
     )
+    layers: int = Field(default=6, ge=1, description="denoiser blocks (a new run only)")
+    heads: int = Field(default=4, ge=1, description="attention heads of 32 dims; width = 32 x heads")
     action_text: bool = Field(
         default=False,
         description="learn one text embedding per pretraining action and condition on it (class-conditional)",

@@ -22,15 +22,26 @@ from flashcli.core.specs import WanSpec
 from flashcli.figureworld import PRETRAIN_ACTIONS
 
 from .checkpoint import JsonlLog, cosine_lr, load_checkpoint, load_fitting, save_checkpoint
-from .configs import BASE_ID, NULL_TEXT_TOKENS, TEXT_DIM, DataSettings, RunSettings, transformer_config
+from .configs import (
+    BASE_ID,
+    NULL_TEXT_TOKENS,
+    TEXT_DIM,
+    DataSettings,
+    DitStageSettings,
+    RunSettings,
+    transformer_config,
+)
 from .data import clip_action
 from .latent_cache import build_latent_cache
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 from .weight_average import WeightAverage, describe_weights
 
 
-def build_transformer(photo_channels: bool = False) -> WanTransformer3DModel:
-    return WanTransformer3DModel(**transformer_config(photo_channels))
+def build_transformer(settings: DitStageSettings | None = None) -> WanTransformer3DModel:
+    settings = settings or DitStageSettings()
+    return WanTransformer3DModel(
+        **transformer_config(settings.photo_channels, settings.layers, settings.heads)
+    )
 
 
 def as_text_table(text: torch.Tensor) -> torch.Tensor:
@@ -143,7 +154,7 @@ def train_dit(
     device = resolve_device(run.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
-    transformer = build_transformer(settings.photo_channels).to(device)
+    transformer = build_transformer(settings).to(device)
     rows = text_rows(settings.action_text)
     text = torch.nn.Parameter((torch.randn(rows, NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
     actions = latent_actions(cache, run.data)
@@ -156,6 +167,15 @@ def train_dit(
                 f"the denoiser checkpoint was trained on latents of another encoder (VAE step "
                 f"{state['vae_step']}, now {vae_state['step']}); "
                 f"delete {dit_checkpoint_path(run)} to start over"
+            )
+        saved_size = {
+            key: state["settings"]["dit"].get(key, 6 if key == "layers" else 4) for key in ("layers", "heads")
+        }
+        if saved_size != {"layers": settings.layers, "heads": settings.heads}:
+            raise ValueError(
+                f"the denoiser checkpoint {dit_checkpoint_path(run)} has {saved_size['layers']} layers and "
+                f"{saved_size['heads']} heads; resume it with --dit-layers {saved_size['layers']} "
+                f"--dit-heads {saved_size['heads']}"
             )
         saved_in = state["model"]["patch_embedding.weight"].shape[1]
         if saved_in != transformer.config.in_channels:
@@ -328,7 +348,7 @@ def spec_with_weights(
 ) -> WanSpec:
     """A fresh base around `vae` with these denoiser weights and text table (the training model is left
     alone)."""
-    transformer = build_transformer(run.dit.photo_channels)
+    transformer = build_transformer(run.dit)
     transformer.load_state_dict(weights)
     return WanSpec(
         base_id=BASE_ID,
