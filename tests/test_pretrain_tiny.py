@@ -37,6 +37,24 @@ def toy_run(configs, root: Path):
     return run
 
 
+def exporter(run, dit_stage, export_base):
+    """The dit stage's export callback: write the run's base folder."""
+
+    def export(spec, text, summary):
+        export_base(run.export_dir, spec, text, dit_stage.base_meta(run, summary))
+
+    return export
+
+
+def toy_run_with_vae(configs, vae_stage, root: Path):
+    """A toy run whose VAE has trained two steps, ready for the denoiser stage."""
+    torch.set_num_threads(1)
+    run = toy_run(configs, root)
+    run.vae.steps = 2
+    vae_stage.train_vae(run)
+    return run
+
+
 def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_path) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     torch.set_num_threads(1)
@@ -54,10 +72,7 @@ def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_p
     size = run.data.size // configs.VAE_CONFIG["scale_factor_spatial"]
     assert tuple(cache["latents"].shape) == (4, z, latent_frames, size, size)
 
-    def export(spec, null_text, summary):
-        export_base(run.export_dir, spec, null_text, dit_stage.base_meta(run, summary))
-
-    summary = dit_stage.train_dit(run, export)
+    summary = dit_stage.train_dit(run, exporter(run, dit_stage, export_base))
     assert summary["dit_step"] == 2
 
     from flashcli.core.specs import load_base
@@ -103,10 +118,7 @@ def test_a_vae_without_time_compression_gives_every_frame_a_latent(pretrain_modu
     cache = latent_cache.build_latent_cache(run)
     assert cache["latents"].shape[2] == run.data.frames  # one latent frame per frame
 
-    def export(spec, null_text, summary):
-        export_base(run.export_dir, spec, null_text, dit_stage.base_meta(run, summary))
-
-    dit_stage.train_dit(run, export)
+    dit_stage.train_dit(run, exporter(run, dit_stage, export_base))
     from flashcli.core.specs import load_base
 
     spec = load_base(str(run.export_dir), device="cpu")
@@ -127,14 +139,8 @@ def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
     from flashcli.core.specs import load_base
     from flashcli.figureworld import PRETRAIN_ACTIONS
 
-    torch.set_num_threads(1)
-    run = toy_run(configs, tmp_path)
-    run.vae.steps = 2
-    vae_stage.train_vae(run)
-
-    def export(spec, text, summary):
-        export_base(run.export_dir, spec, text, dit_stage.base_meta(run, summary))
-
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
+    export = exporter(run, dit_stage, export_base)
     dit_stage.train_dit(run, export)  # a plain (null text) denoiser first
     plain = dit_stage.dit_checkpoint_path(run)
     cache = latent_cache.build_latent_cache(run)
@@ -150,6 +156,7 @@ def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
         for file in (run.run_dir / part).iterdir():
             (conditional.run_dir / part / file.name).write_bytes(file.read_bytes())
     run = conditional
+    export = exporter(run, dit_stage, export_base)
     dit_stage.train_dit(run, export)
     spec = load_base(str(run.export_dir), device="cpu")
     assert sorted(spec.action_text) == sorted(PRETRAIN_ACTIONS)
@@ -169,14 +176,9 @@ def test_a_denoiser_of_another_size_trains_exports_and_resumes_only_at_that_size
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     from flashcli.core.specs import load_base
 
-    torch.set_num_threads(1)
-    run = toy_run(configs, tmp_path)
-    run.vae.steps, run.dit.layers, run.dit.heads = 2, 2, 2
-    vae_stage.train_vae(run)
-
-    def export(spec, text, summary):
-        export_base(run.export_dir, spec, text, dit_stage.base_meta(run, summary))
-
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
+    run.dit.layers, run.dit.heads = 2, 2
+    export = exporter(run, dit_stage, export_base)
     dit_stage.train_dit(run, export)
     config = load_base(str(run.export_dir), device="cpu").transformer.config
     assert (config.num_layers, config.num_attention_heads, config.ffn_dim) == (2, 2, 256)
