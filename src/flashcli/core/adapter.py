@@ -193,17 +193,29 @@ def mixed_action_text(
     spec: WanSpec, adapters: list[tuple[Mapping[str, torch.Tensor], Mapping[str, str], float]]
 ) -> torch.Tensor | None:
     """(1, L, D): the null text moved toward each adapter's learned action text by its strength
-    (null + sum of strength * (text - null)); None when no adapter carries one."""
+    (null + sum of strength * (text - null)); None when no adapter carries one, or on a text base
+    (which reads prompts instead)."""
     texts = [
         (tensors[ACTION_TEXT_KEY], strength)
         for tensors, _, strength in adapters
         if ACTION_TEXT_KEY in tensors
     ]
-    if not texts or spec.null_text is None:
+    if not texts or spec.has_text or spec.null_text is None:
         return None
     null = spec.null_text.float()
     mixed = null + sum(strength * (text.to(null.device, torch.float32) - null) for text, strength in texts)
     return mixed.to(spec.dtype).unsqueeze(0)
+
+
+def conditioning_text(
+    spec: WanSpec,
+    adapters: list[tuple[Mapping[str, torch.Tensor], Mapping[str, str], float]],
+    prompt: str | None = None,
+) -> torch.Tensor:
+    """(1, L, D): what the denoiser is conditioned on with these adapters: their learned action texts
+    when they carry any, else the prompt's embedding (a text base) or the null text."""
+    learned = mixed_action_text(spec, adapters)
+    return learned if learned is not None else spec.encode_text(prompt)
 
 
 @contextmanager

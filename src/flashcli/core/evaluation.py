@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import flow
-from .adapter import adapters_attached, mixed_action_text
+from .adapter import adapters_attached, conditioning_text
 from .pixels import video_to_tensor
 
 
@@ -33,9 +33,7 @@ def fixed_denoising_error(
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     noisy = flow.noisy_with_clean_first_frame(x0, noise, sigma.to(x0.device))
     if text is None:
-        text = mixed_action_text(spec, adapters) if not spec.has_text else None
-    if text is None:
-        text = spec.encode_text(None)
+        text = conditioning_text(spec, adapters)
     with torch.no_grad(), adapters_attached(spec, adapters):
         velocity = spec.denoise(noisy, flow.sigma_to_timestep(sigma).to(x0.device), text)
     return torch.nn.functional.mse_loss(velocity[:, :, 1:], (noise - x0)[:, :, 1:]).item()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from flashcli.core.adapter import adapters_attached, mixed_action_text
+from flashcli.core.adapter import adapters_attached, conditioning_text
 from flashcli.core.devices import autocast_dtype
 from flashcli.core.flow import sampling_sigmas, sigma_to_timestep
 from flashcli.core.pixels import photo_to_tensor, tensor_to_video
@@ -100,10 +100,7 @@ def sample_photo_latents(
     latents = initial_noise(latent_shape, settings.seed).to(device)
     latents[:, :, :1] = condition
 
-    text = spec.encode_text(settings.prompt)
-    learned = mixed_action_text(spec, adapters) if not spec.has_text else None
-    if learned is not None:  # the adapters' own action texts stand in for a prompt
-        text = learned
+    text = conditioning_text(spec, adapters, settings.prompt)
     guidance = settings.guidance if spec.has_text and settings.guidance > 1.0 else None
     if guidance is not None:
         text = torch.cat([text, spec.encode_text(settings.negative_prompt)])
