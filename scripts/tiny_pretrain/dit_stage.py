@@ -50,6 +50,11 @@ def as_text_table(text: torch.Tensor) -> torch.Tensor:
     return text.unsqueeze(0) if text.ndim == 2 else text
 
 
+def saved_text_table(state: dict[str, Any]) -> torch.Tensor:
+    """A checkpoint's raw text table (checkpoints before the table held "null_text")."""
+    return as_text_table(state["text"] if "text" in state else state["null_text"])
+
+
 def text_rows(action_text: bool) -> int:
     return 1 + len(PRETRAIN_ACTIONS) if action_text else 1
 
@@ -92,7 +97,7 @@ def shipped_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], tor
     it keeps one, else the raw weights."""
     average = state.get("ema")
     if average is None:
-        return state["model"], as_text_table(state.get("text", state.get("null_text")))
+        return state["model"], saved_text_table(state)
     return average["model"], as_text_table(average["extra"])
 
 
@@ -168,8 +173,10 @@ def train_dit(
                 f"{state['vae_step']}, now {vae_state['step']}); "
                 f"delete {dit_checkpoint_path(run)} to start over"
             )
+        # Checkpoints from before the size was a setting hold the default size.
         saved_size = {
-            key: state["settings"]["dit"].get(key, 6 if key == "layers" else 4) for key in ("layers", "heads")
+            key: state["settings"]["dit"].get(key, DitStageSettings.model_fields[key].default)
+            for key in ("layers", "heads")
         }
         if saved_size != {"layers": settings.layers, "heads": settings.heads}:
             raise ValueError(
@@ -184,7 +191,7 @@ def train_dit(
                 f"the denoiser checkpoint {dit_checkpoint_path(run)} was trained {flag} "
                 f"--dit-photo-channels; resume it {flag} that flag"
             )
-        saved_text = as_text_table(state.get("text", state.get("null_text")))
+        saved_text = saved_text_table(state)
         if saved_text.shape[0] != rows:
             flag = "with" if saved_text.shape[0] > 1 else "without"
             raise ValueError(
@@ -220,10 +227,11 @@ def train_dit(
             )
         )
     spec.transformer.train().requires_grad_(True)
-    parameters = [*spec.transformer.parameters(), text]
+    weights = list(spec.transformer.parameters())
+    parameters = [*weights, text]
     optimizer = torch.optim.AdamW(
         [
-            {"params": list(spec.transformer.parameters())},
+            {"params": weights},
             # The texts are inputs, not weights: no decay toward zero, and a faster rate, so action rows
             # separate within a short run.
             {"params": [text], "weight_decay": 0.0, "lr_scale": settings.text_lr_scale},
