@@ -163,43 +163,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     score("ground truth", lambda truth: truth.frames)
     score("still photo", lambda truth: np.repeat(truth.frames[:1], frames, axis=0))
-    for sampler in args.samplers:
-        eta = SAMPLERS[sampler]
-        score(
-            f"{sampler} (eta {eta:g})",
-            lambda truth, eta=eta: animate(
-                spec, truth.frames[0], frames, args.steps, eta, args.seed, spec.encode_text(None)
-            ),
-        )
-    if spec.action_text:
+
+    def sampled(eta: float, told: bool, guidance: float | None = None) -> Callable[[Any], np.ndarray]:
+        """Videos from each truth's frame 0, conditioned on its action's learned text when `told`."""
+
+        def make(truth: Any) -> np.ndarray:
+            text = spec.pretrained_action_text(str(truth.meta["action"])) if told else spec.encode_text(None)
+            return animate(spec, truth.frames[0], frames, args.steps, eta, args.seed, text, guidance)
+
+        return make
+
+    rows_told = [False, True] if spec.action_text else [False]
+    for told in rows_told:
         for sampler in args.samplers:
             eta = SAMPLERS[sampler]
-            score(
-                f"{sampler} (eta {eta:g}), told the action",
-                lambda truth, eta=eta: animate(
-                    spec,
-                    truth.frames[0],
-                    frames,
-                    args.steps,
-                    eta,
-                    args.seed,
-                    spec.pretrained_action_text(str(truth.meta["action"])),
-                ),
-            )
-        for guidance in args.guidance:
-            score(
-                f"euler (eta 0), told the action, guidance {guidance:g}",
-                lambda truth, guidance=guidance: animate(
-                    spec,
-                    truth.frames[0],
-                    frames,
-                    args.steps,
-                    0.0,
-                    args.seed,
-                    spec.pretrained_action_text(str(truth.meta["action"])),
-                    guidance,
-                ),
-            )
+            score(f"{sampler} (eta {eta:g})" + (", told the action" if told else ""), sampled(eta, told))
+    for guidance in args.guidance if spec.action_text else []:
+        score(f"euler (eta 0), told the action, guidance {guidance:g}", sampled(0.0, True, guidance))
     return {
         "base": spec.describe(),
         "actions": list(args.actions),
