@@ -122,6 +122,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="class-conditional: a learned text embedding per pretraining action (some steps see null text)",
     )
+    parser.add_argument(
+        "--encode-workers", type=int, default=None, help="processes rendering the clips to encode (default 1)"
+    )
+    parser.add_argument("--encode-batch", type=int, default=None, help="clips per encoder call (default 1)")
+    parser.add_argument(
+        "--dit-fit-steps",
+        action="store_true",
+        help="with --dit-minutes or --dit-until: set --dit-steps from the step rate of the first steps, "
+        "so the schedule ends when the time does",
+    )
     parser.add_argument("--export-every", type=float, default=None, help="seconds between base exports")
     return parser.parse_args(argv)
 
@@ -139,6 +149,8 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "vae_min_lr": ("vae", "min_learning_rate"),
     "vae_init_from": ("vae", "init_from"),
     "encode_clips": ("encode", "clips"),
+    "encode_workers": ("encode", "workers"),
+    "encode_batch": ("encode", "batch"),
     "dit_steps": ("dit", "steps"),
     "dit_batch": ("dit", "batch_size"),
     "dit_lr": ("dit", "learning_rate"),
@@ -169,6 +181,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         run.dit.photo_channels = True
     if args.dit_action_text:
         run.dit.action_text = True
+    if args.dit_fit_steps:
+        run.dit.fit_steps_to_time = True
     return run
 
 

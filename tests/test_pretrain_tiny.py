@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -332,6 +333,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
         + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
         + ["--dit-photo-channels", "--dit-batch", "64", "--dit-lr", "1e-3"]
+        + ["--encode-workers", "8", "--encode-batch", "16", "--dit-fit-steps"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
@@ -340,6 +342,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     assert run.dit.ema_decay == 0.99 and run.dit.photo_channels
     assert (run.dit.batch_size, run.dit.learning_rate) == (64, 1e-3)
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
+    assert (run.encode.workers, run.encode.batch, run.dit.fit_steps_to_time) == (8, 16, True)
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
         assert field in type(getattr(run, section)).model_fields
@@ -355,3 +358,52 @@ def test_an_optimizer_saved_with_one_group_resumes_in_the_two_group_layout(pretr
     new.load_state_dict(dit_stage.as_two_groups(old.state_dict()))
     assert torch.equal(new.state[text]["exp_avg"], old.state[text]["exp_avg"])
     assert torch.equal(new.state[weights]["exp_avg"], old.state[weights]["exp_avg"])
+
+
+def test_clips_rendered_in_worker_processes_and_encoded_in_batches_match_one_at_a_time(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    from tiny_pretrain.data import render_stream_clip, render_stream_clips
+
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
+    serial = [render_stream_clip(run.data, index) for index in (3, 0, 5)]
+    parallel = list(render_stream_clips(run.data, [3, 0, 5], workers=2))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+    run.encode.clips = 3
+    one_at_a_time = latent_cache.build_latent_cache(run)
+    run.run_dir = tmp_path / "batched"
+    (run.run_dir / "vae").mkdir(parents=True)
+    (run.run_dir / "vae" / "checkpoint.pt").write_bytes(
+        (tmp_path / "run" / "vae" / "checkpoint.pt").read_bytes()
+    )
+    run.encode.workers, run.encode.batch = 2, 2  # a batch of 2 and a batch of 1 (with their mirror images)
+    batched = latent_cache.build_latent_cache(run)
+    assert batched["latents"].shape == one_at_a_time["latents"].shape
+    assert batched["latents"].shape[0] == 6
+    assert torch.allclose(batched["latents"], one_at_a_time["latents"], atol=1e-4)
+
+
+def test_a_time_limited_run_sizes_its_schedule_from_its_first_steps(pretrain_modules) -> None:
+    _, _, _, dit_stage, _ = pretrain_modules
+    # 50 steps in 10 s of a 100 s limit: 0.2 s a step, 85 s left of the 95 % budget -> 425 more.
+    assert dit_stage.steps_in_time(50, 0, 10.0, 100.0) == 475
+    # A resumed run counts the rate from where this invocation began.
+    assert dit_stage.steps_in_time(1050, 1000, 10.0, 100.0) == 1475
+    # Out of time already: one more step, never a schedule that ends before the current step.
+    assert dit_stage.steps_in_time(50, 0, 120.0, 100.0) == 51
+
+
+def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
+    run.dit.layers, run.dit.heads, run.dit.steps, run.dit.fit_steps_to_time = 1, 1, 100_000, True
+    run.dit.checkpoint_every = 1000
+    summary = dit_stage.train_dit(run, exporter(run, dit_stage, export_base), time_limit=6.0)
+    # The schedule was resized from the measured rate, and the run stopped at or before its new end.
+    assert dit_stage.CALIBRATION_STEPS < run.dit.steps < 100_000
+    assert summary["dit_step"] <= run.dit.steps
+    assert (run.export_dir / "flash_base.json").exists()

@@ -134,6 +134,9 @@ class EncodeStageSettings(BaseModel):
 
     clips: int = Field(default=480, ge=1)
     flip_copies: bool = Field(default=True, description="also encode the mirrored clip (left/right swap)")
+    # On a GPU box the serial renderer and one-clip encodes would take most of a short lease.
+    workers: int = Field(default=1, ge=1, description="processes rendering clips (same clips for any number)")
+    batch: int = Field(default=1, ge=1, description="clips per encoder call")
 
 
 class DitStageSettings(BaseModel):
@@ -170,6 +173,11 @@ class DitStageSettings(BaseModel):
     )
     text_lr_scale: float = Field(
         default=10.0, gt=0, description="the learned texts' learning rate, as a multiple of the denoiser's"
+    )
+    # A run with a time limit (a GPU lease) cannot know its step rate beforehand: measured over the
+    # first steps of warmup, the schedule is stretched or shrunk to end when the time does.
+    fit_steps_to_time: bool = Field(
+        default=False, description="with a time limit: set `steps` from the step rate measured early on"
     )
 
 

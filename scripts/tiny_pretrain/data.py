@@ -6,6 +6,10 @@ held-out frames were never shown to the VAE or the denoiser.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +42,30 @@ def render_stream_clip(
     return clip.frames
 
 
-def render_pool(data: DataSettings, count: int, cache_path: Path, *, heldout: bool = False) -> np.ndarray:
+def render_stream_clips(
+    data: DataSettings, indices: Sequence[int], *, heldout: bool = False, workers: int = 1
+) -> Iterator[np.ndarray]:
+    """Stream clips `indices`, in order. With workers > 1 they render in that many processes: each clip
+    is seeded by its index alone, so the clips are the same either way. The workers are spawned, not
+    forked, because the parent may already hold a CUDA context."""
+    render = partial(render_stream_clip, data, heldout=heldout)
+    if workers <= 1:
+        yield from map(render, indices)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(render, indices, chunksize=8)
+
+
+def render_pool(
+    data: DataSettings, count: int, cache_path: Path, *, heldout: bool = False, workers: int = 1
+) -> np.ndarray:
     """(N, F, H, W, 3) uint8 clips, rendered once and cached as .npy (a rerun reuses the cache)."""
     if cache_path.exists():
         pool = np.load(cache_path, mmap_mode="r")
         if pool.shape[0] >= count and pool.shape[1:] == (data.frames, data.size, data.size, 3):
             return np.asarray(pool[:count])
-    clips = np.stack([render_stream_clip(data, index, heldout=heldout) for index in range(count)])
+    clips = np.stack(list(render_stream_clips(data, range(count), heldout=heldout, workers=workers)))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     partial = cache_path.with_suffix(".partial.npy")
     np.save(partial, clips)

@@ -150,13 +150,14 @@ def train_dit(
 ) -> dict[str, Any]:
     settings = run.dit
     cache = build_latent_cache(run)
-    latents: torch.Tensor = cache["latents"]
     vae, vae_state = load_trained_vae(run)
     encoder = encoder_fingerprint(vae)
     vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
 
     torch.manual_seed(run.seed + 10)
     device = resolve_device(run.device)
+    # The whole cache lives where the model trains (about 1 GB per 2,000 clips): no per-step copies.
+    latents: torch.Tensor = cache["latents"].to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
     transformer = build_transformer(settings).to(device)
@@ -164,6 +165,7 @@ def train_dit(
     text = torch.nn.Parameter((torch.randn(rows, NULL_TEXT_TOKENS, TEXT_DIM) * 0.02).to(device))
     actions = latent_actions(cache, run.data)
     generator = torch.Generator().manual_seed(run.seed + 11)
+    noise_generator = device_noise_generator(device, run.seed + 12)
     step, elapsed = 0, 0.0
     state = load_checkpoint(dit_checkpoint_path(run))
     if state is not None:
@@ -243,6 +245,8 @@ def train_dit(
         optimizer.load_state_dict(as_two_groups(state["optimizer"]))
         optimizer.param_groups[1].update(weight_decay=0.0, lr_scale=settings.text_lr_scale)
         generator.set_state(state["generator"])
+        if noise_generator is not None and state.get("noise_generator") is not None:
+            noise_generator.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = state["step"], state["elapsed"]
     log = JsonlLog(run.run_dir / "dit" / "log.jsonl", step)
@@ -275,6 +279,7 @@ def train_dit(
                 "text": text.detach().clone(),
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
+                "noise_generator": None if noise_generator is None else noise_generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "elapsed": elapsed + time.time() - started,
@@ -290,9 +295,17 @@ def train_dit(
         if settings.autocast_bf16
         else contextlib.nullcontext()
     )
+    first_step = step
     while step < settings.steps:
         if time_limit is not None and time.time() - started > time_limit:
             break
+        if settings.fit_steps_to_time and time_limit is not None and step == first_step + CALIBRATION_STEPS:
+            settings.steps = steps_in_time(step, first_step, time.time() - started, time_limit)
+            print(
+                f"dit: {CALIBRATION_STEPS} steps took {time.time() - started:.1f}s; "
+                f"the run ends at step {settings.steps}",
+                flush=True,
+            )
         tick = time.time()
         lr = cosine_lr(
             step, settings.steps, settings.learning_rate, settings.min_learning_rate, settings.warmup_steps
@@ -313,7 +326,7 @@ def train_dit(
             rows_shown = torch.where(dropped, 0, 1 + actions[picks])
         with autocast:
             loss = flow.first_frame_flow_loss(
-                spec, x0, text[rows_shown.to(device)], generator, settings.train_shift
+                spec, x0, text[rows_shown.to(device)], generator, settings.train_shift, noise_generator
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -349,6 +362,25 @@ def train_dit(
     checkpoint()
     export(*exported(), summary())
     return summary()
+
+
+CALIBRATION_STEPS = 50
+
+
+def steps_in_time(step: int, first_step: int, seconds: float, time_limit: float) -> int:
+    """The last step a time-limited run reaches at the rate of its first steps in this invocation (the
+    first of them include start-up costs, so it errs short). 5 % of the time is kept for the final
+    checkpoint and export."""
+    rate = seconds / max(1, step - first_step)
+    return step + max(1, int((0.95 * time_limit - seconds) / rate))
+
+
+def device_noise_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """A generator for the training noise on a GPU (None on the CPU, where the run's CPU generator draws
+    it, as runs always have, so CPU runs resume bit for bit)."""
+    if device.type == "cpu":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def spec_with_weights(

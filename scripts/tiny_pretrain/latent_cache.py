@@ -8,6 +8,7 @@ ones and keeps the statistics of the first build.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,8 +20,8 @@ from einops import rearrange
 
 from flashcli.core.devices import resolve_device
 
-from .configs import RunSettings
-from .data import render_pool, render_stream_clip, to_model_range
+from .configs import EncodeStageSettings, RunSettings
+from .data import render_pool, render_stream_clips, to_model_range
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 
 
@@ -29,10 +30,15 @@ def latent_cache_path(run: RunSettings) -> Path:
 
 
 @torch.no_grad()
-def encode_clip(vae: torch.nn.Module, clip: np.ndarray) -> torch.Tensor:
-    video = rearrange(torch.from_numpy(to_model_range(clip)), "f h w c -> 1 c f h w")
+def encode_clips(vae: torch.nn.Module, clips: list[np.ndarray]) -> torch.Tensor:
+    """(N, z, T, h, w) latents (the posterior's mode) of N uint8 clips, encoded as one batch."""
+    video = rearrange(torch.from_numpy(to_model_range(np.stack(clips))), "n f h w c -> n c f h w")
     device = next(vae.parameters()).device
-    return vae.encode(video.to(device)).latent_dist.mode()[0].cpu()
+    return vae.encode(video.to(device)).latent_dist.mode().cpu()
+
+
+def encode_clip(vae: torch.nn.Module, clip: np.ndarray) -> torch.Tensor:
+    return encode_clips(vae, [clip])[0]
 
 
 def channel_stats(latents: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -61,8 +67,10 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
                 return cached
             return _extend_cache(run, vae, cached, path)
     started = time.time()
-    clips = render_pool(run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy")
-    latents = _encode(vae, enumerate(clips), len(clips), run.encode.flip_copies, started)
+    clips = render_pool(
+        run.data, run.encode.clips, run.run_dir / "cache" / "dit_pool.npy", workers=run.encode.workers
+    )
+    latents = _encode(vae, enumerate(clips), len(clips), run.encode, started)
     mean, std = channel_stats(latents)
     normalised = (latents - torch.tensor(mean).view(1, -1, 1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1, 1)
     cache = {
@@ -85,8 +93,9 @@ def _extend_cache(
     started = time.time()
     mean = torch.tensor(cached["latents_mean"]).view(1, -1, 1, 1, 1)
     std = torch.tensor(cached["latents_std"]).view(1, -1, 1, 1, 1)
-    new_clips = ((i, render_stream_clip(run.data, i)) for i in range(cached["clips"], run.encode.clips))
-    added = (_encode(vae, new_clips, run.encode.clips, run.encode.flip_copies, started) - mean) / std
+    indices = range(cached["clips"], run.encode.clips)
+    new_clips = zip(indices, render_stream_clips(run.data, indices, workers=run.encode.workers), strict=True)
+    added = (_encode(vae, new_clips, run.encode.clips, run.encode, started) - mean) / std
     cache = {
         **cached,
         "latents": torch.cat([cached["latents"], added]),
@@ -97,16 +106,26 @@ def _extend_cache(
 
 
 def _encode(
-    vae: torch.nn.Module, clips: Iterable[tuple[int, np.ndarray]], total: int, flip: bool, started: float
+    vae: torch.nn.Module,
+    clips: Iterable[tuple[int, np.ndarray]],
+    total: int,
+    settings: EncodeStageSettings,
+    started: float,
 ) -> torch.Tensor:
-    """Raw latents of (stream index, clip) pairs, each followed by its mirror image's when `flip`."""
-    raw = []
-    for index, clip in clips:
-        raw.append(encode_clip(vae, clip))
-        if flip:
-            raw.append(encode_clip(vae, np.ascontiguousarray(clip[:, :, ::-1])))
-        if index % 50 == 0:
-            print(f"encoded {index}/{total} clips ({time.time() - started:.0f}s)", flush=True)
+    """Raw latents of (stream index, clip) pairs, each followed by its mirror image's when the settings
+    ask for flip copies; `settings.batch` clips go through the encoder at once."""
+    raw, pairs, reported = [], iter(clips), -1
+    while batch := list(itertools.islice(pairs, settings.batch)):
+        videos = []
+        for _, clip in batch:
+            videos.append(clip)
+            if settings.flip_copies:
+                videos.append(np.ascontiguousarray(clip[:, :, ::-1]))
+        raw.extend(encode_clips(vae, videos))
+        index = batch[-1][0]
+        if index // 50 > reported // 50:
+            reported = index
+            print(f"encoded {index + 1}/{total} clips ({time.time() - started:.0f}s)", flush=True)
     return torch.stack(raw)
 
 

@@ -58,12 +58,16 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, module: torch.nn.Module, extra: torch.Tensor) -> None:
         decay = self.current_decay()
+        averages, values = [], []
         for name, value in module.state_dict().items():
             average = self.model[name]
             if average.is_floating_point():
-                average.lerp_(value.detach().to(average.dtype), 1.0 - decay)
+                averages.append(average)
+                values.append(value.detach().to(average.dtype))
             else:
                 average.copy_(value)
+        # One fused update for all tensors: on a GPU a loop of small lerps is launch-bound.
+        torch._foreach_lerp_(averages, values, 1.0 - decay)
         self.extra.lerp_(extra.detach().to(self.extra.dtype), 1.0 - decay)
         self.updates += 1
 

@@ -62,13 +62,24 @@ def flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def first_frame_flow_loss(
-    spec: Any, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator, shift: float
+    spec: Any,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    generator: torch.Generator,
+    shift: float,
+    noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The base's training loss on clean latents x0 (B, z, T, h, w): a shifted sigma and a noise per
-    sample, latent frame 0 held clean (the photo), velocity MSE on frames 1..T-1 of `spec.denoise`."""
-    # The generator lives on the CPU so runs are seeded the same on any device.
+    sample, latent frame 0 held clean (the photo), velocity MSE on frames 1..T-1 of `spec.denoise`.
+
+    The noise comes from `generator`, a CPU generator, so runs are seeded the same on any device, unless
+    a `noise_generator` on x0's device is given: on a GPU, drawing a large batch's noise on the CPU and
+    copying it over costs about as much as the step itself."""
     sigma = training_sigmas(x0.shape[0], generator, shift).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    if noise_generator is None:
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    else:
+        noise = torch.randn(x0.shape, generator=noise_generator, device=x0.device, dtype=x0.dtype)
     noisy = noisy_with_clean_first_frame(x0, noise, sigma)
     prediction = spec.denoise(noisy, sigma_to_timestep(sigma), text)
     return flow_loss(prediction, velocity_target(x0, noise))
