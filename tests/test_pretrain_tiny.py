@@ -333,7 +333,8 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         + ["--vae-init-from", "old.pt", "--vae-decoder-only", "--export-every", "60"]
         + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
         + ["--dit-photo-channels", "--dit-batch", "64", "--dit-lr", "1e-3"]
-        + ["--encode-workers", "8", "--encode-batch", "16", "--dit-fit-steps"]
+        + ["--encode-workers", "8", "--encode-batch", "16", "--dit-fit-steps", "--dit-bf16"]
+        + ["--dit-checkpoint-every", "500"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
@@ -343,6 +344,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     assert (run.dit.batch_size, run.dit.learning_rate) == (64, 1e-3)
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     assert (run.encode.workers, run.encode.batch, run.dit.fit_steps_to_time) == (8, 16, True)
+    assert run.dit.autocast_bf16 and run.dit.checkpoint_every == 500
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
         assert field in type(getattr(run, section)).model_fields
@@ -385,14 +387,12 @@ def test_clips_rendered_in_worker_processes_and_encoded_in_batches_match_one_at_
     assert torch.allclose(batched["latents"], one_at_a_time["latents"], atol=1e-4)
 
 
-def test_a_time_limited_run_sizes_its_schedule_from_its_first_steps(pretrain_modules) -> None:
+def test_a_time_limited_run_sizes_its_schedule_from_its_step_rate(pretrain_modules) -> None:
     _, _, _, dit_stage, _ = pretrain_modules
-    # 50 steps in 10 s of a 100 s limit: 0.2 s a step, 85 s left of the 95 % budget -> 425 more.
-    assert dit_stage.steps_in_time(50, 0, 10.0, 100.0) == 475
-    # A resumed run counts the rate from where this invocation began.
-    assert dit_stage.steps_in_time(1050, 1000, 10.0, 100.0) == 1475
+    # At step 60, 10 s of a 100 s limit spent, 0.2 s a step: 85 s of the 95 % budget left -> 425 more.
+    assert dit_stage.steps_in_time(60, 0.2, 10.0, 100.0) == 485
     # Out of time already: one more step, never a schedule that ends before the current step.
-    assert dit_stage.steps_in_time(50, 0, 120.0, 100.0) == 51
+    assert dit_stage.steps_in_time(60, 0.2, 120.0, 100.0) == 61
 
 
 def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps(
@@ -404,6 +404,6 @@ def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps
     run.dit.checkpoint_every = 1000
     summary = dit_stage.train_dit(run, exporter(run, dit_stage, export_base), time_limit=6.0)
     # The schedule was resized from the measured rate, and the run stopped at or before its new end.
-    assert dit_stage.CALIBRATION_STEPS < run.dit.steps < 100_000
+    assert dit_stage.SETTLING_STEPS + dit_stage.CALIBRATION_STEPS < run.dit.steps < 100_000
     assert summary["dit_step"] <= run.dit.steps
     assert (run.export_dir / "flash_base.json").exists()

@@ -295,17 +295,19 @@ def train_dit(
         if settings.autocast_bf16
         else contextlib.nullcontext()
     )
-    first_step = step
+    first_step, warm_since = step, None
     while step < settings.steps:
         if time_limit is not None and time.time() - started > time_limit:
             break
-        if settings.fit_steps_to_time and time_limit is not None and step == first_step + CALIBRATION_STEPS:
-            settings.steps = steps_in_time(step, first_step, time.time() - started, time_limit)
-            print(
-                f"dit: {CALIBRATION_STEPS} steps took {time.time() - started:.1f}s; "
-                f"the run ends at step {settings.steps}",
-                flush=True,
-            )
+        if settings.fit_steps_to_time and time_limit is not None:
+            # The rate is measured after the first steps, which pay one-off costs (a GPU's kernel
+            # selection, caches); the schedule changes only during warmup, where its length is unused.
+            if step == first_step + SETTLING_STEPS:
+                warm_since = time.time()
+            elif step == first_step + SETTLING_STEPS + CALIBRATION_STEPS and warm_since is not None:
+                rate = (time.time() - warm_since) / CALIBRATION_STEPS
+                settings.steps = steps_in_time(step, rate, time.time() - started, time_limit)
+                print(f"dit: {rate:.3f}s/step; the run ends at step {settings.steps}", flush=True)
         tick = time.time()
         lr = cosine_lr(
             step, settings.steps, settings.learning_rate, settings.min_learning_rate, settings.warmup_steps
@@ -364,15 +366,14 @@ def train_dit(
     return summary()
 
 
+SETTLING_STEPS = 10
 CALIBRATION_STEPS = 50
 
 
-def steps_in_time(step: int, first_step: int, seconds: float, time_limit: float) -> int:
-    """The last step a time-limited run reaches at the rate of its first steps in this invocation (the
-    first of them include start-up costs, so it errs short). 5 % of the time is kept for the final
-    checkpoint and export."""
-    rate = seconds / max(1, step - first_step)
-    return step + max(1, int((0.95 * time_limit - seconds) / rate))
+def steps_in_time(step: int, seconds_per_step: float, seconds: float, time_limit: float) -> int:
+    """The last step a time-limited run reaches at `seconds_per_step` when `seconds` of its `time_limit`
+    are spent at `step`; 5 % of the limit is kept for the final checkpoint and export."""
+    return step + max(1, int((0.95 * time_limit - seconds) / seconds_per_step))
 
 
 def device_noise_generator(device: torch.device, seed: int) -> torch.Generator | None:

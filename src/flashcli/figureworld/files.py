@@ -8,7 +8,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -30,6 +29,9 @@ def sidecar(clip: Clip) -> dict[str, object]:
 
 def write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
     """H.264 mp4 (yuv420p, so it plays everywhere); needs an even width and height."""
+    # Imported here: rendering clips in memory (pretraining on a bare GPU box) needs no ffmpeg.
+    import imageio_ffmpeg
+
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"mp4 needs an even width and height, got {width}x{height}")

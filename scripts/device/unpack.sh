@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Rebuild a GPU lease's base here: its packed export, the staged VAE's weights, and a DED when given.
+#
+#   bash scripts/device/unpack.sh FILES_AT DEST [DED_FOLDER]
+set -euo pipefail
+files_at=${1:?give the folder the device files came back to}
+dest=${2:?where the base folder goes}
+ded=${3:-}
+cd "$(dirname "$0")/../.."
+scratch=$(mktemp -d)
+cat "$files_at"/gpu_export.tar.part-* | tar -C "$scratch" -xf -
+export PYTHONPATH="$PWD/src:$PWD/scripts"
+# The export's VAE weights are the staged checkpoint's: write them beside its config.json.
+python - "$scratch/gpu_export" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+from tiny_pretrain.checkpoint import load_checkpoint
+from tiny_pretrain.vae_stage import build_vae, checkpoint_temporal_factor
+
+folder = Path(sys.argv[1]) / "vae"
+config = json.loads((folder / "config.json").read_text())
+state = load_checkpoint(Path(".device/vae_checkpoint.pt"))
+vae = build_vae(checkpoint_temporal_factor(state))
+vae.load_state_dict(state["model"])
+# The latent statistics are the ones the device measured on its own clips.
+vae.register_to_config(latents_mean=config["latents_mean"], latents_std=config["latents_std"])
+vae.save_pretrained(folder)
+PY
+rm -rf "$dest" && mkdir -p "$(dirname "$dest")"
+mv "$scratch/gpu_export" "$dest"
+mkdir -p "$dest/pretraining" && mv "$scratch/gpu/dit/log.jsonl" "$scratch/gpu/settings.json" "$dest/pretraining/"
+if [[ -n $ded ]]; then cp -r "$ded" "$dest/ded"; fi
+echo "base at $dest"
