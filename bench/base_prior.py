@@ -174,9 +174,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return make
 
     rows_told = [False, True] if spec.action_text else [False]
+    samplers = [(name, SAMPLERS[name]) for name in args.samplers]
+    samplers += [("partly ancestral", eta) for eta in args.etas]
     for told in rows_told:
-        for sampler in args.samplers:
-            eta = SAMPLERS[sampler]
+        for sampler, eta in samplers:
             score(f"{sampler} (eta {eta:g})" + (", told the action" if told else ""), sampled(eta, told))
     for guidance in args.guidance if spec.action_text else []:
         score(f"euler (eta 0), told the action, guidance {guidance:g}", sampled(0.0, True, guidance))
@@ -285,6 +286,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(SAMPLERS),
         help="which samplers to score",
     )
+    parser.add_argument(
+        "--etas",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also rows of samplers between Euler (0) and ancestral (1) that re-noise this share",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--guidance",
@@ -304,6 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [a for a in args.actions if a not in PRETRAIN_ACTIONS]
     if bad:
         parser.error(f"{bad} are not pretraining actions; this check is about what the base was taught")
+    if any(not 0.0 <= eta <= 1.0 for eta in args.etas):
+        parser.error(f"--etas must lie between 0 (Euler) and 1 (ancestral), got {args.etas}")
     if len(args.actions) < 2:
         parser.error("nearest-action accuracy needs at least 2 actions")
     return args

@@ -39,11 +39,18 @@ def test_eta_zero_is_the_euler_ode_and_eta_one_draws_fresh_noise() -> None:
 
 def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_path: Path) -> None:
     out = tmp_path / "prior"
-    args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "2", "--out", str(out)]
+    args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "2", "--out", str(out), "--etas", "0.5"]
     assert base_prior.main(args) == 0
     result = json.loads((out / "base_prior.json").read_text())
     rows = result["rows"]
-    assert set(rows) == {"ground truth", "still photo", "euler (eta 0)", "ancestral (eta 1)"}
+    expected = {
+        "ground truth",
+        "still photo",
+        "euler (eta 0)",
+        "ancestral (eta 1)",
+        "partly ancestral (eta 0.5)",
+    }
+    assert set(rows) == expected
     assert (result["photos"], result["steps"], result["frames"]) == (1, 2, 5)  # flags beat --quick
     assert rows["ground truth"]["joint_error"] < rows["still photo"]["joint_error"]
     assert result["motion"]["still photo"] == 0.0 and result["motion"]["ground truth"] > 0
@@ -57,3 +64,11 @@ def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() ->
     assert all(len(found) == 2 for found in seeds.values())
     assert all(clip_action(seed, 0) == action for action, found in seeds.items() for seed in found)
     assert seeds["squat"][0] == min(i for i in range(200) if clip_action(i, 0) == "squat")
+
+
+def test_an_eta_outside_zero_to_one_is_refused(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as refused:
+        base_prior.parse_args(["--etas", "1.5"])
+    assert refused.value.code == 2 and "between 0 (Euler) and 1 (ancestral)" in capsys.readouterr().err
