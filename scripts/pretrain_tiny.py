@@ -77,7 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--vae-init-from", type=Path, default=None, help="start a new VAE from this VAE checkpoint"
     )
     parser.add_argument(
-        "--dit-init-from", type=Path, default=None, help="start a new denoiser from this checkpoint"
+        "--dit-init-from",
+        type=Path,
+        default=None,
+        help="start a new denoiser from this checkpoint or exported base folder",
     )
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)

@@ -407,3 +407,26 @@ def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps
     assert dit_stage.SETTLING_STEPS + dit_stage.CALIBRATION_STEPS < run.dit.steps < 100_000
     assert summary["dit_step"] <= run.dit.steps
     assert (run.export_dir / "flash_base.json").exists()
+
+
+def test_a_new_run_starts_from_an_exported_base_folder_as_from_its_checkpoint(
+    pretrain_modules, tmp_path
+) -> None:
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
+    run.dit.action_text = True
+    dit_stage.train_dit(run, exporter(run, dit_stage, export_base))
+
+    from_folder, from_checkpoint = dit_stage.build_transformer(run.dit), dit_stage.build_transformer(run.dit)
+    folder_text, fresh = dit_stage.start_from(from_folder, run.export_dir)
+    checkpoint_text, _ = dit_stage.start_from(from_checkpoint, dit_stage.dit_checkpoint_path(run))
+    assert fresh == []
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(from_folder.state_dict().values(), from_checkpoint.state_dict().values(), strict=True)
+    )
+    # The null text and the 23 action rows come back in the table's order.
+    assert torch.allclose(folder_text, checkpoint_text)
+
+    with pytest.raises(FileNotFoundError, match="is not a base folder"):
+        dit_stage.start_from(from_folder, tmp_path)

@@ -3,7 +3,7 @@
 # install the staged wheels, encode fresh pretraining clips with the staged VAE, train a denoiser from
 # scratch for the time left, export the base and pack it into $OUT for the trip back.
 #
-# Here first:  bash scripts/device/stage.sh        (fills .device/, which the run carries)
+# Here first:  bash scripts/device/stage.sh [VAE_CHECKPOINT] [FROM_BASE]  (fills .device/, carried)
 # Device call: run(command="bash scripts/device/pretrain_on_gpu.sh 540", carry=[".device"], timeout_s=580)
 # Back here:   bash scripts/device/unpack.sh FILES_AT runs/gpu_export   (then judge it: see the model card)
 #
@@ -46,8 +46,14 @@ if (( left < 30 )); then
   echo "only ${left}s left after encoding: give a larger budget or fewer clips" >&2
   exit 1
 fi
+# A staged base to continue (stage.sh FROM_BASE) sets the size; otherwise a new 8-layer, 6-head one.
+size=(--dit-layers 8 --dit-heads 6)
+if [[ -d .device/init_base ]]; then
+  size=($(python3 -c "import json; c = json.load(open('.device/init_base/transformer/config.json'));
+print('--dit-layers', c['num_layers'], '--dit-heads', c['num_attention_heads'], '--dit-init-from .device/init_base')"))
+fi
 python3 scripts/pretrain_tiny.py --stages dit "${common[@]}" \
-  --dit-layers 8 --dit-heads 6 --dit-batch 64 --dit-lr 5e-4 --dit-short-latent-frames 9 \
+  "${size[@]}" --dit-batch 64 --dit-lr 5e-4 --dit-short-latent-frames 9 \
   --dit-photo-channels --dit-action-text --dit-ema-decay 0.999 --dit-bf16 \
   --export-every 100000 --dit-checkpoint-every 100000 \
   --dit-minutes "$(python3 -c "print($left / 60)")" --dit-fit-steps "$@" 2>&1 | tee -a "$OUT/pretrain.log"

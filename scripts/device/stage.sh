@@ -2,7 +2,11 @@
 # Stage what a GPU lease needs into .device/ (git-ignored; `carry` it): the Python packages the device
 # image lacks, as wheels for its Python, and the trained VAE whose latents the denoiser learns.
 #
-#   bash scripts/device/stage.sh [VAE_CHECKPOINT] [PYTHON_VERSION]
+#   bash scripts/device/stage.sh [VAE_CHECKPOINT] [FROM_BASE]
+#
+# FROM_BASE, an exported base folder (e.g. the last lease's runs/gpu_export), makes the lease continue
+# its denoiser instead of starting a new one, so leases add up. PYTHON_VERSION (default 3.12, the
+# device's) picks the wheels; the CPU rehearsal here uses 3.11.
 #
 # The device image (see the tool library's device/KINDS.md) has torch, transformers, peft, accelerate,
 # safetensors, einops, typer, rich, pillow, imageio and numpy, but not diffusers, pydantic or
@@ -10,9 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 vae=${1:-runs/tiny_v8/vae/checkpoint.pt}
-python_version=${2:-3.12}
+from_base=${2:-}
+python_version=${PYTHON_VERSION:-3.12}
 if [[ ! -f $vae ]]; then
   echo "no VAE checkpoint at $vae: pass the vae/checkpoint.pt of a pretraining run" >&2
+  exit 2
+fi
+if [[ -n $from_base && ! -f $from_base/transformer/config.json ]]; then
+  echo "$from_base is not an exported base folder (no transformer/config.json)" >&2
   exit 2
 fi
 rm -rf .device && mkdir -p .device/wheels
@@ -22,5 +31,20 @@ python -m pip download --quiet --no-deps --only-binary=:all: --python-version "$
   --platform manylinux2014_x86_64 -d .device/wheels \
   diffusers==0.42.1 importlib_metadata==10.2.0 zipp==4.1.2 pydantic==2.14.4 pydantic_core==2.50.5 \
   annotated-types==0.8.0 typing-inspection==0.4.5 platformdirs==4.14.8
-cp "$vae" .device/vae_checkpoint.pt
+# The VAE's weights and record without its optimizer state: half the size, and the lease only encodes.
+PYTHONPATH=scripts python - "$vae" .device/vae_checkpoint.pt <<'PY'
+import sys
+
+import torch
+
+state = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+keep = ("model", "step", "elapsed", "eval", "decoder_only", "settings")
+torch.save({key: state[key] for key in keep if key in state}, sys.argv[2])
+PY
+if [[ -n $from_base ]]; then
+  mkdir -p .device/init_base/transformer
+  cp "$from_base"/transformer/* .device/init_base/transformer/
+  cp "$from_base"/null_text.safetensors .device/init_base/
+  if [[ -f $from_base/action_text.safetensors ]]; then cp "$from_base"/action_text.safetensors .device/init_base/; fi
+fi
 du -sh .device >&2

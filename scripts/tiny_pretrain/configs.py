@@ -155,7 +155,9 @@ class DitStageSettings(BaseModel):
     short_fraction: float = Field(default=0.25, ge=0, le=1, description="steps on a latent prefix")
     short_latent_frames: int = Field(default=5, ge=2, description="5 latent frames = 9 frames")
     export_every_seconds: float = Field(default=1200.0, gt=0)
-    init_from: Path | None = Field(default=None, description="denoiser checkpoint to start a new run from")
+    init_from: Path | None = Field(
+        default=None, description="denoiser checkpoint, or exported base folder, to start a new run from"
+    )
     ema_decay: float = Field(
         default=0.999, ge=0, lt=1, description="weight average the base is exported with; 0 = raw weights"
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from safetensors.torch import load_file
 
 from flashcli.core import flow
 from flashcli.core.devices import resolve_device
@@ -101,15 +102,37 @@ def shipped_weights(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], tor
     return average["model"], as_text_table(average["extra"])
 
 
-def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[torch.Tensor, list[str]]:
-    """Warm-start from another run's denoiser: its weight average when it kept one (what it shipped),
-    else its raw weights. A patch embedding with fewer input channels (a base without photo channels)
-    fills the leading channels and leaves the photo channels at zero, so the start predicts exactly as
-    the source did. Returns the source's text table and the names left fresh."""
-    state = load_checkpoint(checkpoint)
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint at {checkpoint} to start from")
-    weights, text = shipped_weights(state)
+def base_folder_weights(folder: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """An exported base folder's denoiser weights and text table: its null text, then its action texts
+    in PRETRAIN_ACTIONS order when it ships them."""
+    files = sorted((folder / "transformer").glob("*.safetensors"))
+    if not files or not (folder / "null_text.safetensors").exists():
+        raise FileNotFoundError(
+            f"{folder} is not a base folder with a denoiser and a null text to start from"
+        )
+    weights: dict[str, torch.Tensor] = {}
+    for path in files:
+        weights.update(load_file(path))
+    rows = [load_file(folder / "null_text.safetensors")["null_text"]]
+    if (folder / "action_text.safetensors").exists():
+        actions = load_file(folder / "action_text.safetensors")
+        rows += [actions[name] for name in PRETRAIN_ACTIONS]
+    return weights, torch.stack(rows)
+
+
+def start_from(transformer: WanTransformer3DModel, source: Path) -> tuple[torch.Tensor, list[str]]:
+    """Warm-start from another run's denoiser: a checkpoint's weight average when it kept one (what it
+    shipped), else its raw weights; or an exported base folder's weights (how a GPU lease's result comes
+    back). A patch embedding with fewer input channels (a base without photo channels) fills the leading
+    channels and leaves the photo channels at zero, so the start predicts exactly as the source did.
+    Returns the source's text table and the names left fresh."""
+    if source.is_dir():
+        weights, text = base_folder_weights(source)
+    else:
+        state = load_checkpoint(source)
+        if state is None:
+            raise FileNotFoundError(f"no checkpoint at {source} to start from")
+        weights, text = shipped_weights(state)
     own = transformer.state_dict()
     weights = dict(weights)
     name = "patch_embedding.weight"
@@ -118,7 +141,7 @@ def start_from(transformer: WanTransformer3DModel, checkpoint: Path) -> tuple[to
         widened = torch.zeros_like(own[name])
         widened[:, : source.shape[1]] = source
         weights[name] = widened
-    return text, load_fitting(transformer, weights, checkpoint)
+    return text, load_fitting(transformer, weights, source)
 
 
 def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> AutoencoderKLWan:
