@@ -136,10 +136,14 @@ def start_from(transformer: WanTransformer3DModel, source: Path) -> tuple[torch.
     own = transformer.state_dict()
     weights = dict(weights)
     name = "patch_embedding.weight"
-    source = weights.get(name)
-    if source is not None and source.shape != own[name].shape and source.shape[1] < own[name].shape[1]:
+    embedding = weights.get(name)
+    if (
+        embedding is not None
+        and embedding.shape != own[name].shape
+        and embedding.shape[1] < own[name].shape[1]
+    ):
         widened = torch.zeros_like(own[name])
-        widened[:, : source.shape[1]] = source
+        widened[:, : embedding.shape[1]] = embedding
         weights[name] = widened
     return text, load_fitting(transformer, weights, source)
 
