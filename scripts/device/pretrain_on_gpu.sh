@@ -35,9 +35,16 @@ run=runs/gpu
 rm -rf "$run" runs/gpu_export
 mkdir -p "$run/vae"
 cp .device/vae_checkpoint.pt "$run/vae/checkpoint.pt"
+workers=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
+# Worker processes need POSIX semaphores (/dev/shm); where a sandbox lacks them, render serially and
+# fewer clips rather than lose the lease.
+if ! python3 -c "import multiprocessing as m; m.get_context('spawn').Lock()" 2>/dev/null; then
+  workers=1
+  clips=$(( clips < 2000 ? clips : 2000 ))
+  echo "no multiprocessing here: rendering serially, $clips clips" >&2
+fi
 common=(--device "$device" --run-dir "$run" --export-dir runs/gpu_export --threads 8 --vae-temporal-factor 1
         --encode-clips "$clips")
-workers=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 python3 scripts/pretrain_tiny.py --stages encode "${common[@]}" --encode-workers "$workers" --encode-batch 32 \
   2>&1 | tee "$OUT/pretrain.log"
 # The denoiser gets what is left, less a minute for the export and the packing.
