@@ -22,6 +22,11 @@ from tiny_pretrain.vae_stage import build_vae, checkpoint_temporal_factor
 folder = Path(sys.argv[1]) / "vae"
 config = json.loads((folder / "config.json").read_text())
 state = load_checkpoint(Path(".device/vae_checkpoint.pt"))
+trained_on = json.loads((folder.parent / "flash_base.json").read_text())["pretraining"]["vae_step"]
+if state["step"] != trained_on:
+    print(f"the lease trained on VAE step {trained_on}, but .device/ now holds step {state['step']}: "
+          "stage that VAE again before unpacking", file=sys.stderr)
+    sys.exit(2)
 vae = build_vae(checkpoint_temporal_factor(state))
 vae.load_state_dict(state["model"])
 # The latent statistics are the ones the device measured on its own clips.
