@@ -24,7 +24,9 @@ if [[ ! -f .device/vae_checkpoint.pt ]]; then
 fi
 export PYTHONUNBUFFERED=1
 site=$(mktemp -d)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .device/wheels/*.whl
+# pip picks, of the staged wheels, the ones built for this Python.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --find-links .device/wheels \
+  --target "$site" $(cat scripts/device/wheels.txt)
 export PYTHONPATH="$site:$PWD/src:$PWD/scripts"
 if [[ $device == cuda ]]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

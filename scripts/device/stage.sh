@@ -5,8 +5,9 @@
 #   bash scripts/device/stage.sh [VAE_CHECKPOINT] [FROM_BASE]
 #
 # FROM_BASE, an exported base folder (e.g. the last lease's runs/gpu_export), makes the lease continue
-# its denoiser instead of starting a new one, so leases add up. PYTHON_VERSION (default 3.12, the
-# device's) picks the wheels; the CPU rehearsal here uses 3.11.
+# its denoiser instead of starting a new one, so leases add up. PYTHON_VERSIONS (default "3.12 3.13":
+# the device's Python, and the next one in case its image moves on) picks the wheels; the lease
+# installs the ones that fit its Python. The CPU rehearsal here uses 3.11.
 #
 # The device image (see the tool library's device/KINDS.md) has torch, transformers, peft, accelerate,
 # safetensors, einops, typer, rich, pillow, imageio and numpy, but not diffusers, pydantic or
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 vae=${1:-runs/tiny_v8/vae/checkpoint.pt}
 from_base=${2:-}
-python_version=${PYTHON_VERSION:-3.12}
+python_versions=${PYTHON_VERSIONS:-3.12 3.13}
 if [[ ! -f $vae ]]; then
   echo "no VAE checkpoint at $vae: pass the vae/checkpoint.pt of a pretraining run" >&2
   exit 2
@@ -26,11 +27,11 @@ if [[ -n $from_base && ! -f $from_base/transformer/config.json ]]; then
 fi
 rm -rf .device && mkdir -p .device/wheels
 # Wheels for the device's Python (x86-64 Linux); --no-deps: each missing package is named.
-python -m pip download --quiet --no-deps --only-binary=:all: --python-version "$python_version" \
-  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 -d .device/wheels \
-  diffusers==0.42.1 importlib_metadata==10.2.0 zipp==4.1.2 pydantic==2.14.4 pydantic_core==2.50.5 \
-  annotated-types==0.8.0 typing-inspection==0.4.5 platformdirs==4.14.8
+for version in $python_versions; do
+  python -m pip download --quiet --no-deps --only-binary=:all: --python-version "$version" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .device/wheels $(cat scripts/device/wheels.txt)
+done
 # The VAE's weights and record without its optimizer state: half the size, and the lease only encodes.
 PYTHONPATH=scripts python - "$vae" .device/vae_checkpoint.pt <<'PY'
 import sys
