@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One GPU lease's pretraining of the tiny denoiser, start to finish, inside a time budget:
-# install the staged wheels, encode fresh pretraining clips with the staged VAE, train a denoiser from
-# scratch for the time left, export the base and pack it into $OUT for the trip back.
+# install the staged wheels, encode fresh pretraining clips with the staged VAE, train a denoiser (new,
+# or the staged FROM_BASE's) for the time left, export the base and pack it into $OUT for the trip back.
 #
 # Here first:  bash scripts/device/stage.sh [VAE_CHECKPOINT] [FROM_BASE]  (fills .device/, carried)
-# Device call: run(command="bash scripts/device/pretrain_on_gpu.sh 540", carry=[".device"], timeout_s=580)
-# Back here:   bash scripts/device/unpack.sh FILES_AT runs/gpu_export   (then judge it: see the model card)
+# Device call: run(command="bash scripts/device/pretrain_on_gpu.sh 480", carry=[".device"], timeout_s=560)
+# Back here:   bash scripts/device/unpack.sh FILES_AT runs/gpu_export runs/tiny_v5_ema8000/ded
+#              (then judge it: see the model card)
 #
 # Arguments: BUDGET_SECONDS (default 540) [DEVICE (default cuda)] [CLIPS (default 8000)]; any further
-# arguments go to the dit stage (e.g. --dit-layers 8 --dit-heads 6). A CPU dry run works too:
-#   OUT=/tmp/out bash scripts/device/pretrain_on_gpu.sh 120 cpu 8 --dit-layers 1 --dit-heads 1 --dit-batch 2
+# arguments go to the dit stage (e.g. --dit-layers 8 --dit-heads 6). The CPU rehearsal (with .device
+# staged by PYTHON_VERSIONS=3.11 stage.sh):
+#   OUT=/tmp/out WORKERS=2 bash scripts/device/pretrain_on_gpu.sh 150 cpu 6 --dit-layers 1 --dit-heads 1 --dit-batch 2
 set -euo pipefail
 started=$(date +%s)
 budget=${1:-540}
