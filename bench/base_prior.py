@@ -52,26 +52,6 @@ REFERENCE_SEED = 5_400_000
 SAMPLERS = {"euler": 0.0, "ancestral": 1.0}  # name -> eta; rows read "euler (eta 0)", ...
 
 
-def sample_ancestral(
-    model_fn: Callable[[torch.Tensor, float], torch.Tensor],
-    latents: torch.Tensor,
-    sigmas: torch.Tensor,
-    eta: float,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Flow sampling that, each step, predicts the clean latent and re-noises it to the next sigma
-    with a mix of the predicted noise and fresh noise (eta 0: the Euler ODE; eta 1: all fresh)."""
-    x = latents
-    for step in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
-        velocity = model_fn(x, sigma)
-        clean, noise = x - sigma * velocity, x + (1.0 - sigma) * velocity
-        fresh = torch.randn(x.shape, generator=generator).to(x.device)
-        noise = (1.0 - eta**2) ** 0.5 * noise + eta * fresh
-        x = (1.0 - sigma_next) * clean + sigma_next * noise
-    return x
-
-
 @torch.no_grad()
 def animate(
     spec: Any,
@@ -87,7 +67,7 @@ def animate(
     With `guidance`, classifier-free guidance of `text` against the null text."""
     from flashcli.core.flow import sampling_sigmas
     from flashcli.core.pixels import photo_to_tensor, tensor_to_video
-    from flashcli.core.sampler import first_frame_velocity, initial_noise
+    from flashcli.core.sampler import first_frame_velocity, initial_noise, sample_ancestral
 
     reference = photo_to_tensor(photo).unsqueeze(0).to(spec.device)
     condition = spec.encode_photo(reference)

@@ -82,3 +82,14 @@ def test_animate_uses_the_table_stored_with_the_action_unless_a_preset_is_named(
     assert named.steps == resolve_animate("best", {})[1].steps != 3
     _, flagged = resolve_animate(None, {"steps": 5}, stored={"steps": 3})
     assert flagged.steps == 5
+
+
+def test_a_preset_can_choose_the_sampler_and_a_bad_eta_names_it(tmp_path: Path) -> None:
+    preset = tmp_path / "euler.toml"
+    preset.write_text('description = "x"\n[animate]\nsteps = 4\n[animate.core]\neta = 0.0\n')
+    _, config = resolve_animate(str(preset), {})
+    assert config.sample_settings(prompt=None).eta == 0.0  # Euler, whatever the base ships
+    assert resolve_animate(None, {}, stored={"steps": 3})[1].sample_settings(prompt=None).eta is None
+    preset.write_text('description = "x"\n[animate.core]\neta = 1.5\n')
+    with pytest.raises(UserError, match="eta"):
+        resolve_animate(str(preset), {})

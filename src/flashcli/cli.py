@@ -727,6 +727,7 @@ def _write_output(
     import json
     from datetime import datetime, timezone
 
+    from flashcli.core.sampler import sampler_eta
     from flashcli.video import atomic_path, file_hash, write_video
 
     write_video(out, video, fps, fmt)  # type: ignore[arg-type]
@@ -754,6 +755,7 @@ def _write_output(
         "preset": preset_name,
         "settings": config.model_dump(mode="json"),
         "sample_settings": sample.model_dump(mode="json"),
+        "sampler_eta": sampler_eta(spec, sample),  # the settings' eta, else the base's
         "device": str(spec.device),
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -84,7 +84,7 @@ class AnimateConfig(BaseModel):
     crop: Crop = "center"
     format: Format = "mp4"
     device: Device = "auto"
-    # Further SampleSettings fields (shift, guidance, use_ded, precision), validated by the core.
+    # Further SampleSettings fields (shift, eta, guidance, use_ded, precision), validated by the core.
     core: dict[str, Any] = Field(default_factory=dict)
 
     def sample_settings(self, prompt: str | None) -> SampleSettings:

@@ -107,6 +107,7 @@ def test_animate_keeps_the_photo_as_frame_zero_and_writes_a_reproducible_sidecar
     )
     assert sidecar["base"]["id"] == "tiny-test" and sidecar["base"]["weight_hash"]
     assert sidecar["seed"] == 0 and sidecar["sample_settings"]["steps"] == 2
+    assert sidecar["sample_settings"]["eta"] is None and sidecar["sampler_eta"] == 0.0  # the base's: Euler
     assert {"torch", "diffusers", "flashcli"} <= set(sidecar["versions"])
 
 

@@ -8,7 +8,7 @@ import torch
 from core_helpers import TINY_FRAMES, moving_square_clip
 
 from flashcli.core.flow import add_noise, sampling_sigmas, shift_sigmas
-from flashcli.core.sampler import animate_photo, sample
+from flashcli.core.sampler import animate_photo, sample, sample_ancestral
 from flashcli.core.settings import AlignSettings, SampleSettings, TrainSettings
 from flashcli.core.trainer import train_adapter
 
@@ -25,6 +25,45 @@ def test_euler_lands_on_the_data_for_a_straight_flow(steps: int, shift: float) -
     )
     assert torch.allclose(result, x0, atol=1e-5)
     assert visited == list(range(1, steps + 1))
+
+
+def _toy_velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    return 0.5 * x + sigma  # any smooth velocity field will do
+
+
+def test_ancestral_at_eta_zero_is_the_euler_ode_and_at_eta_one_draws_fresh_noise() -> None:
+    start = torch.randn(1, 2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    sigmas = torch.linspace(1.0, 0.0, 6)
+    euler = sample(_toy_velocity, start, sigmas)
+    steps: list[int] = []
+    deterministic = sample_ancestral(
+        _toy_velocity,
+        start,
+        sigmas,
+        0.0,
+        torch.Generator().manual_seed(1),
+        callback=lambda step, total, x: steps.append(step),
+    )
+    assert torch.allclose(euler, deterministic, atol=1e-5) and steps == [1, 2, 3, 4, 5]
+    one = sample_ancestral(_toy_velocity, start, sigmas, 1.0, torch.Generator().manual_seed(1))
+    again = sample_ancestral(_toy_velocity, start, sigmas, 1.0, torch.Generator().manual_seed(1))
+    other = sample_ancestral(_toy_velocity, start, sigmas, 1.0, torch.Generator().manual_seed(2))
+    assert torch.equal(one, again) and not torch.allclose(one, other)
+    with pytest.raises(ValueError, match="eta must be between 0 and 1"):
+        sample_ancestral(_toy_velocity, start, sigmas, 1.5, torch.Generator())
+
+
+def test_ancestral_lands_on_the_data_for_a_straight_flow() -> None:
+    # The predicted clean latent is exact at every step, so re-noising cannot move the end point.
+    x0, noise = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
+    result = sample_ancestral(
+        lambda x, sigma: (x - x0) / sigma if sigma > 0 else noise - x0,
+        noise.clone(),
+        sampling_sigmas(5, 3.0),
+        1.0,
+        torch.Generator().manual_seed(0),
+    )
+    assert torch.allclose(result, x0, atol=1e-5)
 
 
 def test_shifted_sigmas_run_from_one_to_zero_and_favour_noise() -> None:
@@ -61,6 +100,21 @@ def test_same_seed_same_video_other_seed_other_video(tiny_spec) -> None:
     other = animate_photo(tiny_spec, photo, [], SampleSettings(steps=2, seed=6), frames=TINY_FRAMES)
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_eta_comes_from_the_settings_else_the_base_and_keeps_the_photo(tiny_spec, monkeypatch) -> None:
+    photo = moving_square_clip(4)[0]
+
+    def animate(**chosen: float) -> np.ndarray:
+        settings = SampleSettings(steps=3, seed=5, **chosen)
+        return animate_photo(tiny_spec, photo, [], settings, frames=TINY_FRAMES)
+
+    euler, ancestral = animate(), animate(eta=1.0)
+    assert np.array_equal(ancestral, animate(eta=1.0)) and np.array_equal(ancestral[0], photo)
+    assert not np.array_equal(euler, ancestral)
+    assert np.array_equal(euler, animate(eta=0.0))
+    monkeypatch.setitem(tiny_spec.meta, "sampler_eta", 1.0)  # a base that ships ancestral sampling
+    assert np.array_equal(animate(), ancestral) and np.array_equal(animate(eta=0.0), euler)
 
 
 def test_adapter_strength_scales_its_effect(tiny_spec) -> None:

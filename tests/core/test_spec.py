@@ -37,6 +37,18 @@ def test_saved_base_loads_with_identical_outputs(tmp_path: Path) -> None:
     assert spec.describe()["text"] == "null"
 
 
+def test_a_base_can_ship_its_sampler_eta_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    transformer, vae, null_text = build_tiny_components(seed=3)
+    save_base(tmp_path / "plain", transformer, vae, null_text, {"base_id": "p"})
+    assert load_base(tmp_path / "plain", device="cpu").sampler_eta == 0.0  # the Euler ODE unless told
+    save_base(tmp_path / "ancestral", transformer, vae, null_text, {"base_id": "a", "sampler_eta": 1.0})
+    spec = load_base(tmp_path / "ancestral", device="cpu")
+    assert spec.sampler_eta == 1.0 and spec.describe()["sampler_eta"] == 1.0
+    save_base(tmp_path / "bad", transformer, vae, null_text, {"base_id": "x", "sampler_eta": 2})
+    with pytest.raises(ValueError, match="flash_base.json has sampler_eta 2; set it to a number from 0"):
+        load_base(tmp_path / "bad", device="cpu")
+
+
 def test_a_class_conditional_base_keeps_its_learned_action_texts(tmp_path: Path) -> None:
     transformer, vae, null_text = build_tiny_components(seed=4)
     squat = torch.randn_like(null_text)

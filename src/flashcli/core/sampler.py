@@ -1,4 +1,5 @@
-"""Animating a photo: flow-matching Euler sampling with the photo held as the clean frame 0."""
+"""Animating a photo: flow-matching sampling (the Euler ODE, or ancestral with fresh noise per step) with
+the photo held as the clean frame 0."""
 
 from __future__ import annotations
 
@@ -43,6 +44,37 @@ def sample(
         sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
         velocity = model_fn(x, sigma)
         x = x + (sigma_next - sigma) * velocity
+        if callback is not None:
+            callback(step + 1, total, x)
+    return x
+
+
+def sample_ancestral(
+    model_fn: ModelFn,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    eta: float,
+    generator: torch.Generator,
+    *,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Flow sampling that, each step, predicts the clean latent and re-noises it to the next sigma with a
+    mix of the predicted noise and fresh noise: eta 0 is exactly the Euler ODE of `sample`, eta 1 draws
+    all-fresh noise (ancestral). The fresh noise comes from `generator` (a CPU generator, so a seed gives
+    the same video on every device). Pure apart from drawing from `generator`."""
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError("sigmas must be a 1-D tensor of at least two noise levels")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    x = latents
+    total = len(sigmas) - 1
+    for step in range(total):
+        sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
+        velocity = model_fn(x, sigma)
+        clean, noise = x - sigma * velocity, x + (1.0 - sigma) * velocity
+        fresh = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        noise = (1.0 - eta**2) ** 0.5 * noise + eta * fresh
+        x = (1.0 - sigma_next) * clean + sigma_next * noise
         if callback is not None:
             callback(step + 1, total, x)
     return x
@@ -113,11 +145,23 @@ def sample_photo_latents(
             progress(step, total + 1)
 
     shift = settings.shift if settings.shift is not None else spec.flow_shift
-    # Autocast reaches the denoiser's matmuls; the Euler updates stay in fp32 (type promotion).
+    sigmas = sampling_sigmas(settings.steps, shift)
+    eta = sampler_eta(spec, settings)
+    # Autocast reaches the denoiser's matmuls; the sampler's updates stay in fp32 (type promotion).
     with torch.no_grad(), adapters_attached(spec, adapters), autocast:
-        final = sample(velocity, latents, sampling_sigmas(settings.steps, shift), callback=report)
+        if eta > 0:
+            # Its own stream, apart from the initial noise's, so eta 0 and eta > 0 start alike.
+            fresh = torch.Generator(device="cpu").manual_seed(settings.seed + 1)
+            final = sample_ancestral(velocity, latents, sigmas, eta, fresh, callback=report)
+        else:
+            final = sample(velocity, latents, sigmas, callback=report)
     final[:, :, :1] = condition
     return final
+
+
+def sampler_eta(spec: WanSpec, settings: SampleSettings) -> float:
+    """The fresh-noise share `sample_photo_latents` uses: the settings' eta, else the base's."""
+    return settings.eta if settings.eta is not None else spec.sampler_eta
 
 
 def animate_photo(

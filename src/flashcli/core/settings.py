@@ -151,6 +151,13 @@ class SampleSettings(BaseModel):
     steps: int = Field(default=30, ge=1)
     seed: int = 0
     shift: float | None = Field(default=None, gt=0, description="None = the base's flow shift")
+    eta: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="fresh noise per sampling step: 0 = the deterministic Euler ODE, 1 = ancestral; "
+        "None = the base's (`sampler_eta` in flash_base.json, else 0)",
+    )
     guidance: float = Field(default=5.0, ge=1.0, description="classifier-free guidance; only for text bases")
     prompt: str | None = None
     negative_prompt: str = ""

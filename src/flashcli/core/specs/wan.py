@@ -181,6 +181,12 @@ class WanSpec:
         return float(self.meta["flow_shift"])
 
     @property
+    def sampler_eta(self) -> float:
+        """The base's default share of fresh noise per sampling step (0: the Euler ODE). A small base
+        whose Euler samples break bodies into specks can ship 1 (ancestral), which keeps them whole."""
+        return float(self.meta.get("sampler_eta", 0.0))
+
+    @property
     def has_text(self) -> bool:
         return self.text_encoder is not None
 
@@ -232,6 +238,7 @@ class WanSpec:
             "frames": self.default_frames,
             "size": self.default_size,
             "fps": self.fps,
+            "sampler_eta": self.sampler_eta,
             "text": "umt5" if self.has_text else "null",
             "transformer_parameters": sum(p.numel() for p in self.transformer.parameters()),
             "blocks": self.num_blocks,
@@ -463,4 +470,9 @@ def read_base_meta(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{path} must be a JSON object with at least a base_id")
     if meta.get("architecture", "wan") != "wan":
         raise ValueError(f"{path} describes a {meta['architecture']!r} base; only 'wan' is supported")
+    eta = meta.get("sampler_eta", 0.0)
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
+        raise ValueError(
+            f"{path} has sampler_eta {eta!r}; set it to a number from 0 (Euler) to 1 (ancestral)"
+        )
     return {**BASE_META_DEFAULTS, **meta}
