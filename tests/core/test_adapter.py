@@ -64,6 +64,18 @@ def test_adapter_for_another_base_is_refused_in_one_sentence(learned, other_base
     assert _velocity(other, []).shape == (1, 4, 3, 4, 4)  # the base is left usable
 
 
+def test_adapter_for_an_earlier_version_of_the_same_base_says_to_learn_it_again(
+    learned, tiny_base_dir: Path
+) -> None:
+    spec = load_base(tiny_base_dir, device="cpu")
+    older = {**learned.metadata, "base_weight_hash": "0123456789abcdef"}  # same base id, old weights
+    with pytest.raises(AdapterMismatchError) as error:
+        _velocity(spec, [(learned.adapter, older, 1.0)])
+    message = str(error.value)
+    assert "earlier version of base 'tiny-test'" in message and "0123456789abcdef" in message
+    assert "--force" in message and "load base" not in message and message.count(". ") == 0
+
+
 def test_adapter_keys_that_attach_nowhere_are_an_error(learned, tiny_base_dir: Path) -> None:
     spec = load_base(tiny_base_dir, device="cpu")
     renamed = {key.replace("attn1", "attn9"): value for key, value in learned.adapter.items()}

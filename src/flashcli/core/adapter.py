@@ -134,6 +134,13 @@ def adapter_tensors(spec: WanSpec, name: str) -> dict[str, torch.Tensor]:
 def check_adapter_matches(spec: WanSpec, metadata: Mapping[str, str], source: str = "the adapter") -> None:
     _check_metadata(metadata, source)
     if metadata["base_weight_hash"] != spec.weight_hash:
+        if metadata["base_id"] == spec.base_id:
+            # Same name, new weights: an upgraded base (the embedded tiny is retrained between releases).
+            raise AdapterMismatchError(
+                f"{source} was learned on an earlier version of base {spec.base_id!r} (weights "
+                f"{metadata['base_weight_hash']}, now {spec.weight_hash}); learn the action again with "
+                f"`flash learn --force` to use it with this one"
+            )
         raise AdapterMismatchError(
             f"{source} was learned on base {metadata['base_id']!r} (weights {metadata['base_weight_hash']}) "
             f"but the loaded base is {spec.base_id!r} (weights {spec.weight_hash}); "
