@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -430,3 +431,36 @@ def test_a_new_run_starts_from_an_exported_base_folder_as_from_its_checkpoint(
 
     with pytest.raises(FileNotFoundError, match="is not a base folder"):
         dit_stage.start_from(from_folder, tmp_path)
+
+
+def test_the_shipped_base_stages_as_a_vae_checkpoint_that_trains_a_denoiser(
+    pretrain_modules, tmp_path
+) -> None:
+    """A fresh checkout has no runs/, so the GPU recipe stages the shipped base's VAE; the dit stage must
+    then encode with exactly those weights and record the shipped VAE's step."""
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    from tiny_pretrain.base_vae import vae_checkpoint_from_base
+    from tiny_pretrain.checkpoint import save_checkpoint
+
+    from flashcli.core.specs import tiny_base_folder
+
+    shipped = tiny_base_folder()
+    state = vae_checkpoint_from_base(shipped)
+    meta = json.loads((shipped / "flash_base.json").read_text())
+    assert state["step"] == meta["pretraining"]["vae_step"]
+    assert vae_stage.checkpoint_temporal_factor(state) == 1
+
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.temporal_factor = 1
+    save_checkpoint(vae_stage.vae_checkpoint_path(run), state)
+    vae, loaded = vae_stage.load_trained_vae(run)
+    shipped_weights = load_file(shipped / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(vae.state_dict()[key], shipped_weights[key]) for key in shipped_weights)
+
+    dit_stage.train_dit(run, exporter(run, dit_stage, export_base))
+    exported = json.loads((run.export_dir / "flash_base.json").read_text())
+    assert exported["pretraining"]["vae_step"] == meta["pretraining"]["vae_step"]
+
+    with pytest.raises(FileNotFoundError, match="not a base folder"):
+        vae_checkpoint_from_base(tmp_path)

@@ -3,9 +3,9 @@
 # install the staged wheels, encode fresh pretraining clips with the staged VAE, train a denoiser (new,
 # or the staged FROM_BASE's) for the time left, export the base and pack it into $OUT for the trip back.
 #
-# Here first:  bash scripts/device/stage.sh [VAE_CHECKPOINT] [FROM_BASE]  (fills .device/, carried)
+# Here first:  bash scripts/device/stage.sh [VAE_SOURCE] [FROM_BASE]  (fills .device/, carried)
 # Device call: run(command="bash scripts/device/pretrain_on_gpu.sh 480", carry=[".device"], timeout_s=560)
-# Back here:   bash scripts/device/unpack.sh FILES_AT runs/gpu_export runs/tiny_v5_ema8000/ded
+# Back here:   bash scripts/device/unpack.sh FILES_AT runs/gpu_export
 #              (then judge it: see the model card)
 #
 # Arguments: BUDGET_SECONDS (default 540) [DEVICE (default cuda)] [CLIPS (default 8000)]; any further

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Rebuild a GPU lease's base here: its packed export, the staged VAE's weights, and a DED when given.
+# Rebuild a GPU lease's base here: its packed export, the staged VAE's weights, and a DED.
 #
 #   bash scripts/device/unpack.sh FILES_AT DEST [DED_FOLDER]
+#
+# DED_FOLDER defaults to the ded/ of the base folder the VAE was staged from (stage.sh records it), which
+# was trained for that VAE; with a VAE staged from a run's checkpoint, name the DED trained for it.
 set -euo pipefail
 files_at=${1:?give the folder the device files came back to}
 dest=${2:?where the base folder goes}
 ded=${3:-}
 cd "$(dirname "$0")/../.."
+if [[ -z $ded && -f .device/vae_source && -d $(cat .device/vae_source)/ded ]]; then
+  ded=$(cat .device/vae_source)/ded
+fi
 scratch=$(mktemp -d)
 cat "$files_at"/gpu_export.tar.part-* | tar -C "$scratch" -xf -
 export PYTHONPATH="$PWD/src:$PWD/scripts"
@@ -36,5 +42,9 @@ PY
 rm -rf "$dest" && mkdir -p "$(dirname "$dest")"
 mv "$scratch/gpu_export" "$dest"
 mkdir -p "$dest/pretraining" && mv "$scratch/gpu/dit/log.jsonl" "$scratch/gpu/settings.json" "$dest/pretraining/"
-if [[ -n $ded ]]; then cp -r "$ded" "$dest/ded"; fi
+if [[ -n $ded ]]; then
+  cp -r "$ded" "$dest/ded"
+else
+  echo "no DED: the base decodes with its plain VAE decoder (name a DED folder as the third argument)" >&2
+fi
 echo "base at $dest"
