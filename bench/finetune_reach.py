@@ -6,7 +6,14 @@ An adapter can only do less than full fine-tuning. If even this barely changes t
 sampler, not in the adapter or Motion Align. Prints grey-level differences and writes a contact
 sheet (per photo: truth, after, before).
 
+The photos are a training clip's own, new people of the looks the base trained on ("seen") and
+people of looks it never saw ("unseen"). A fit that replays the training clip but not the new
+people is glued to the training clips' appearance. `--phase 0` starts every clip and photo at the
+action's cycle start, as people record an action, so the motion to learn is nearly the same in
+every clip; `--mirror-shift` also trains on mirrored and sideways-shifted copies of the clips.
+
     python bench/finetune_reach.py --base runs/tiny_v3_export --steps 1200 --threads 2
+    python bench/finetune_reach.py --action lunge --phase 0 --steps 1000 --lr 1e-3 --batch 4
 """
 
 from __future__ import annotations
@@ -37,6 +44,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--sample-steps", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--phase", type=float, default=None, help="start every clip at this point of its cycle (0..1)"
+    )
+    parser.add_argument(
+        "--mirror-shift",
+        action="store_true",
+        help="also train on each clip mirrored and shifted sideways by 6 and 12 px (10 copies per clip)",
+    )
     parser.add_argument("--picture", type=Path, default=REPO / "bench" / "out" / "finetune_reach.png")
     args = parser.parse_args(argv)
 
@@ -55,11 +70,20 @@ def main(argv: list[str]) -> int:
     size = spec.default_size
 
     def clip(seed: int, look: str) -> np.ndarray:
-        return render_clip(args.action, seed, size=size, frames=args.frames, appearance=look).frames  # type: ignore[arg-type]
+        return render_clip(
+            args.action,
+            seed,
+            size=size,
+            frames=args.frames,
+            appearance=look,
+            phase=args.phase,  # type: ignore[arg-type]
+        ).frames
 
     training = [clip(TRAIN_SEED + i, "seen") for i in range(args.clips)]
     photos = {
         "training clip": training[0],
+        "seen 1": clip(TEST_SEED + 100, "seen"),
+        "seen 2": clip(TEST_SEED + 101, "seen"),
         "unseen 1": clip(TEST_SEED, "unseen"),
         "unseen 2": clip(TEST_SEED + 1, "unseen"),
     }
@@ -84,7 +108,8 @@ def main(argv: list[str]) -> int:
     seeds = [animate(photos["unseen 1"][0], seed)[1] for seed in range(4)]
     seed_spread = np.mean([np.abs(a - b)[1:].mean() for a, b in itertools.combinations(seeds, 2)])
 
-    latents = torch.cat([encode(c) for c in training])
+    copies = [mirrored_and_shifted(c) for c in training] if args.mirror_shift else [[c] for c in training]
+    latents = torch.cat([encode(copy) for group in copies for copy in group])
     text = spec.encode_text(None)
     transformer = spec.transformer.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.0)
@@ -112,7 +137,7 @@ def main(argv: list[str]) -> int:
         "latent distance = mean squared latent difference to the photo's true clip on frames 1..; "
         "the true clip's own motion is its distance to frame 0 held still"
     )
-    rows = []
+    rows, groups = [], {}
     for name, video in photos.items():
         after_latents, after = animate(video[0])
         before_latents, before_video = before[name]
@@ -121,14 +146,35 @@ def main(argv: list[str]) -> int:
         change = np.abs(after - before_video).mean()
         print(f"{name}: after vs before {change:.2f}; motion after {moved:.2f}, in the truth {truth:.2f}")
         true_latents = encode(video)
-        print(
-            f"  latent distance: before {latent_distance(before_latents, true_latents):.3f}, "
-            f"after {latent_distance(after_latents, true_latents):.3f}; true motion "
-            f"{latent_distance(true_latents[:, :, :1].expand_as(true_latents), true_latents):.3f}"
+        distances = (
+            latent_distance(before_latents, true_latents),
+            latent_distance(after_latents, true_latents),
+            latent_distance(true_latents[:, :, :1].expand_as(true_latents), true_latents),
         )
+        print(
+            f"  latent distance: before {distances[0]:.3f}, after {distances[1]:.3f}; "
+            f"true motion {distances[2]:.3f}"
+        )
+        groups.setdefault(name.split(" ")[0], []).append(distances)
         rows += [video, after.astype(np.uint8), before_video.astype(np.uint8)]
+    for group, values in groups.items():
+        before_mean, after_mean, still_mean = np.mean(values, axis=0)
+        print(
+            f"{group}: latent distance before {before_mean:.3f}, after {after_mean:.3f}, "
+            f"frame 0 held still {still_mean:.3f}"
+        )
     print(f"picture: {contact_sheet(rows, args.picture)}")
     return 0
+
+
+def mirrored_and_shifted(video: np.ndarray) -> list[np.ndarray]:
+    """The clip and its mirror image, each shifted sideways by -12, -6, 0, 6 and 12 px (rolled, so the
+    background wraps): the same motion at other places in the frame."""
+    copies = []
+    for flipped in (video, video[:, :, ::-1]):
+        for shift in (-12, -6, 0, 6, 12):
+            copies.append(np.ascontiguousarray(np.roll(flipped, shift, axis=2)))
+    return copies
 
 
 if __name__ == "__main__":

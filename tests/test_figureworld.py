@@ -28,6 +28,23 @@ def test_same_arguments_give_the_same_bytes() -> None:
     assert a.meta == b.meta
 
 
+def test_a_fixed_phase_starts_the_action_at_its_cycle_start_and_keeps_the_seeds_look() -> None:
+    """Users record an action from rest; `phase=0` renders clips that way (the look stays the seed's)."""
+    free = render_clip("lunge", 3, size=64, frames=17)
+    rest = render_clip("lunge", 3, size=64, frames=17, phase=0.0)
+    assert rest.meta["appearance"] == free.meta["appearance"]
+    assert rest.meta["variation"]["phase"] == 0.0
+    assert free.meta["variation"]["phase"] != 0.0
+    names = list(rest.meta["joint_names"])
+    feet = [names.index(n) for n in names if "ankle" in n]
+    assert len(feet) == 2
+    stride = np.abs(rest.joints[:, feet[0], 0] - rest.joints[:, feet[1], 0])
+    # Standing at frame 0, stepping out later in the clip.
+    assert stride[0] < 0.5 * stride.max()
+    with pytest.raises(ValueError, match="phase"):
+        render_clip("lunge", 3, size=64, frames=3, phase=1.0)
+
+
 def test_different_seeds_give_different_clips() -> None:
     a = render_clip("squat", 1, size=64, frames=3)
     b = render_clip("squat", 2, size=64, frames=3)

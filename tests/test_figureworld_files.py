@@ -81,6 +81,16 @@ def test_module_entry_renders_a_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert not list(tmp_path.rglob("*.mp4"))
 
 
+def test_module_entry_renders_every_clip_from_the_phase_asked(tmp_path: Path, capsys) -> None:
+    args = ["--actions", "lunge", "--clips", "2", "--size", "32", "--frames", "3", "--no-mp4", "--no-png"]
+    assert main([*args, "--phase", "0", "--out", str(tmp_path)]) == 0
+    for seed in (0, 1):
+        sidecar = json.loads((tmp_path / "lunge" / f"lunge_{seed}.json").read_text())
+        assert sidecar["variation"]["phase"] == 0.0
+    assert main([*args, "--phase", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "phase must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_module_entry_rejects_unknown_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--actions", "moonwalk", "--out", str(tmp_path)]) == 2
     assert "unknown action" in capsys.readouterr().err

@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--appearance", choices=["seen", "unseen"], default="seen")
     parser.add_argument("--framing", choices=["full", "close_up"], default=None, help="default: per seed")
     parser.add_argument("--camera-shake", action="store_true")
+    parser.add_argument(
+        "--phase",
+        type=float,
+        default=None,
+        help="start every clip at this point of the action's cycle, 0 <= phase < 1 (0: from rest, as "
+        "people record an action); default: per seed",
+    )
     parser.add_argument("--no-png", action="store_true", help="skip the PNG frame folders")
     parser.add_argument("--no-mp4", action="store_true", help="skip the mp4 files")
     parser.add_argument("--no-json", action="store_true", help="skip the JSON ground-truth sidecars")
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     appearance=args.appearance,
                     camera_shake=args.camera_shake,
                     framing=args.framing,
+                    phase=args.phase,
                 )
                 stem = f"{action}_{seed}"
                 write_clip(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -76,12 +76,15 @@ def render_clip(
     appearance: AppearanceSplit = "seen",
     camera_shake: bool = False,
     framing: Literal["full", "close_up"] | None = None,
+    phase: float | None = None,
 ) -> Clip:
     """Render `frames` frames of a figure doing `action`; the same arguments give the same bytes.
 
     size is an int (square) or (height, width). appearance picks the seen or unseen range of looks.
     framing: "full" shows the whole figure; "close_up" frames hand work from the waist up; None lets
-    the seed choose (close-ups only for actions that allow them).
+    the seed choose (close-ups only for actions that allow them). phase: where in its cycle the
+    action starts, in [0, 1) (0 is the cycle's start, e.g. standing before a lunge, as people usually
+    record an action); None lets the seed choose. Everything else about the clip stays the seed's.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known actions: {', '.join(sorted(ACTIONS))}")
@@ -93,11 +96,15 @@ def render_clip(
         raise ValueError(f"appearance must be 'seen' or 'unseen', not {appearance!r}")
     if framing not in (None, "full", "close_up"):
         raise ValueError(f"framing must be 'full', 'close_up' or None, not {framing!r}")
+    if phase is not None and not 0.0 <= phase < 1.0:
+        raise ValueError(f"phase must be in [0, 1), got {phase}")
     height, width = _size_hw(size)
     definition = ACTIONS[action]
 
     look = sample_appearance(_rng(action, seed, f"appearance-{appearance}"), appearance)
     variation = Variation.sample(_rng(action, seed, "variation"))
+    if phase is not None:
+        variation = replace(variation, phase=float(phase))
     body = Body.build(look.build, look.leg_ratio, look.head_ratio, look.shoulder_ratio)
     if framing is None:
         close = definition.close_up and _rng(action, seed, "framing").random() < 0.5
