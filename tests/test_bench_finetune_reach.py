@@ -1,0 +1,38 @@
+"""bench/finetune_reach.py: its training copies keep the motion and only move or mirror the picture, and a
+smoke run fits the whole denoiser and reports a distance per photo group."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "finetune_reach.py"
+_SPEC = importlib.util.spec_from_file_location("bench_finetune_reach", _PATH)
+finetune_reach = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = finetune_reach
+_SPEC.loader.exec_module(finetune_reach)
+
+
+def test_mirrored_and_shifted_copies_are_the_clip_moved_sideways_or_mirrored() -> None:
+    video = np.random.default_rng(0).integers(0, 256, (3, 8, 32, 3), dtype=np.uint8)
+    copies = finetune_reach.mirrored_and_shifted(video)
+    assert len(copies) == 10
+    assert all(c.shape == video.shape and c.flags["C_CONTIGUOUS"] for c in copies)
+    assert np.array_equal(copies[2], video)  # shift 0, not mirrored
+    assert np.array_equal(copies[7], video[:, :, ::-1])  # shift 0, mirrored
+    assert np.array_equal(copies[3], np.roll(video, 6, axis=2))
+    assert len({c.tobytes() for c in copies}) == 10
+
+
+def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--action", "lunge", "--phase", "0", "--clips", "2", "--frames", "5", "--steps", "2"]
+    args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
+    assert finetune_reach.main(args) == 0
+    out = capsys.readouterr().out
+    for group in ("training:", "seen:", "unseen:"):
+        assert any(line.startswith(group) and "latent distance before" in line for line in out.splitlines())
+    assert (tmp_path / "sheet.png").is_file()
