@@ -33,6 +33,6 @@ def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.Cap
     args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
     assert finetune_reach.main(args) == 0
     out = capsys.readouterr().out
-    for group in ("training:", "seen:", "unseen:"):
+    for group in ("training:", "relooked:", "seen:", "unseen:"):
         assert any(line.startswith(group) and "latent distance before" in line for line in out.splitlines())
     assert (tmp_path / "sheet.png").is_file()
