@@ -72,28 +72,27 @@ def main(argv: list[str]) -> int:
     spec = load_base(args.base, device="cpu")
     size = spec.default_size
 
-    def clip(seed: int, look: str) -> np.ndarray:
+    def clip(seed: int, look: str) -> Any:
         return render_clip(
             args.action,
             seed,
             size=size,
             frames=args.frames,
-            appearance=look,
-            phase=args.phase,  # type: ignore[arg-type]
-        ).frames
+            appearance=look,  # type: ignore[arg-type]
+            phase=args.phase,
+        )
 
-    def training_clip(index: int) -> Any:
-        return render_clip(args.action, TRAIN_SEED + index, size=size, frames=args.frames, phase=args.phase)
-
-    training = [clip(TRAIN_SEED + i, "seen") for i in range(args.clips)]
+    # Whole clips (their masks) for the relooked photos; frames for training and the other photos.
+    training_clips = [clip(TRAIN_SEED + i, "seen") for i in range(args.clips)]
+    training = [c.frames for c in training_clips]
     photos = {
         "training clip": training[0],
-        "relooked 1": relooked(training_clip(0), 1),
-        "relooked 2": relooked(training_clip(min(1, args.clips - 1)), 2),
-        "seen 1": clip(TEST_SEED + 100, "seen"),
-        "seen 2": clip(TEST_SEED + 101, "seen"),
-        "unseen 1": clip(TEST_SEED, "unseen"),
-        "unseen 2": clip(TEST_SEED + 1, "unseen"),
+        "relooked 1": relooked(training_clips[0], 1),
+        "relooked 2": relooked(training_clips[min(1, args.clips - 1)], 2),
+        "seen 1": clip(TEST_SEED + 100, "seen").frames,
+        "seen 2": clip(TEST_SEED + 101, "seen").frames,
+        "unseen 1": clip(TEST_SEED, "unseen").frames,
+        "unseen 2": clip(TEST_SEED + 1, "unseen").frames,
     }
 
     def animate(photo: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:

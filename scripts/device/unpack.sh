@@ -10,8 +10,9 @@ files_at=${1:?give the folder the device files came back to}
 dest=${2:?where the base folder goes}
 ded=${3:-}
 cd "$(dirname "$0")/../.."
-if [[ -z $ded && -f .device/vae_source && -d $(cat .device/vae_source)/ded ]]; then
-  ded=$(cat .device/vae_source)/ded
+if [[ -z $ded && -f .device/vae_source ]]; then
+  staged_from=$(cat .device/vae_source)
+  if [[ -d $staged_from/ded ]]; then ded=$staged_from/ded; fi
 fi
 scratch=$(mktemp -d)
 cat "$files_at"/gpu_export.tar.part-* | tar -C "$scratch" -xf -

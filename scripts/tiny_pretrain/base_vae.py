@@ -16,11 +16,6 @@ from diffusers import AutoencoderKLWan
 from .vae_stage import build_vae
 
 
-def temporal_factor_of(vae: AutoencoderKLWan) -> int:
-    """1 when no down-block compresses time, else 2 (the two layouts the tiny VAE comes in)."""
-    return 2 if any(vae.config.temperal_downsample) else 1
-
-
 def vae_checkpoint_from_base(folder: Path) -> dict[str, Any]:
     """The stage-checkpoint record of `folder`'s VAE: its weights, its pretraining step and check, and
     the layout setting the pretraining script reads back. Raises when the folder holds no base VAE."""
@@ -34,14 +29,13 @@ def vae_checkpoint_from_base(folder: Path) -> dict[str, Any]:
             "only bases made by scripts/pretrain_tiny.py can be staged"
         )
     vae = AutoencoderKLWan.from_pretrained(vae_folder)
-    factor = temporal_factor_of(vae)
+    factor = int(vae.config.scale_factor_temporal)  # as WanSpec.temporal_factor reads it
     # Loading into the script's own build proves the weights fit the layout it will rebuild.
     build_vae(factor).load_state_dict(vae.state_dict())
     return {
-        "model": {key: tensor.clone() for key, tensor in vae.state_dict().items()},
+        "model": vae.state_dict(),
         "step": int(pretraining["vae_step"]),
         "elapsed": 0.0,
         "eval": dict(pretraining.get("vae_eval", {})),
         "settings": {"vae": {"temporal_factor": factor}},
-        "source": str(folder),
     }
