@@ -84,6 +84,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--vae-minutes", type=float, default=None, help="stop the VAE stage after this long")
     parser.add_argument("--encode-clips", type=int, default=None)
+    parser.add_argument(
+        "--data-frames", type=int, default=None, help="frames per pretraining clip (default 17; 4k+1)"
+    )
+    parser.add_argument(
+        "--data-phase",
+        type=float,
+        default=None,
+        help="start every clip at this point of its action's cycle, 0 <= phase < 1 (0: from rest)",
+    )
     parser.add_argument("--dit-steps", type=int, default=None, help="total denoiser steps (schedule length)")
     parser.add_argument(
         "--dit-batch", type=int, default=None, help="denoiser clips per step (a GPU takes far more than 4)"
@@ -162,6 +171,8 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "vae_lr": ("vae", "learning_rate"),
     "vae_min_lr": ("vae", "min_learning_rate"),
     "vae_init_from": ("vae", "init_from"),
+    "data_frames": ("data", "frames"),
+    "data_phase": ("data", "phase"),
     "encode_clips": ("encode", "clips"),
     "encode_workers": ("encode", "workers"),
     "encode_batch": ("encode", "batch"),

@@ -290,6 +290,35 @@ def test_more_clips_extend_the_latent_cache_and_keep_its_statistics(pretrain_mod
     assert latent_cache.build_latent_cache(run)["clips"] == 3
 
 
+def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
+    pretrain_modules, tmp_path
+) -> None:
+    from tiny_pretrain.data import render_pool, render_stream_clip
+
+    from flashcli.figureworld import render_clip
+
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps = 1
+    vae_stage.train_vae(run)
+    seeded = latent_cache.build_latent_cache(run)
+
+    run.data.phase = 0.0
+    clip = render_stream_clip(run.data, 1)
+    action = dit_stage.clip_action(1, run.data.train_seed_start)
+    assert np.array_equal(clip, render_clip(action, 1, size=64, frames=9, fps=8, phase=0.0).frames)
+    assert not np.array_equal(clip, render_clip(action, 1, size=64, frames=9, fps=8).frames)
+    # Same count, same shapes, other clips: the caches are rebuilt, not reused.
+    pool = render_pool(run.data, 2, run.run_dir / "cache" / "dit_pool.npy")
+    assert np.array_equal(pool[1], clip)
+    rest = latent_cache.build_latent_cache(run)
+    assert rest["data"]["phase"] == 0.0 and seeded["data"]["phase"] is None
+    assert not torch.equal(rest["latents"], seeded["latents"])
+    with pytest.raises(ValueError, match="less than 1"):
+        configs.DataSettings(phase=1.0)
+
+
 def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did(
     pretrain_modules, tmp_path
 ) -> None:
@@ -335,7 +364,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         + ["--vae-lr", "2e-4", "--vae-min-lr", "2e-5", "--dit-ema-decay", "0.99"]
         + ["--dit-photo-channels", "--dit-batch", "64", "--dit-lr", "1e-3"]
         + ["--encode-workers", "8", "--encode-batch", "16", "--dit-fit-steps", "--dit-bf16"]
-        + ["--dit-checkpoint-every", "500"]
+        + ["--dit-checkpoint-every", "500", "--data-frames", "9", "--data-phase", "0"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
@@ -346,6 +375,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     assert (run.encode.workers, run.encode.batch, run.dit.fit_steps_to_time) == (8, 16, True)
     assert run.dit.autocast_bf16 and run.dit.checkpoint_every == 500
+    assert (run.data.frames, run.data.phase) == (9, 0.0)
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
         assert field in type(getattr(run, section)).model_fields

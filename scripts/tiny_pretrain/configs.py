@@ -89,6 +89,11 @@ class DataSettings(BaseModel):
     size: int = Field(default=64, ge=64)
     frames: int = Field(default=17, ge=9)
     fps: int = 8
+    # 0 starts every clip from rest (standing, before the action), as people record an action and as a
+    # photo to animate usually shows; None lets each clip's seed pick a point of the cycle.
+    phase: float | None = Field(
+        default=None, ge=0, lt=1, description="start every clip at this point of its action's cycle"
+    )
     train_seed_start: int = 0
     heldout_seed_start: int = 1_000_000
 

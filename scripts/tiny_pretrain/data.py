@@ -6,6 +6,7 @@ held-out frames were never shown to the VAE or the denoiser.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +39,7 @@ def render_stream_clip(
         frames=data.frames,
         fps=data.fps,
         appearance=appearance,  # type: ignore[arg-type]
+        phase=data.phase,
     )
     return clip.frames
 
@@ -60,16 +62,20 @@ def render_stream_clips(
 def render_pool(
     data: DataSettings, count: int, cache_path: Path, *, heldout: bool = False, workers: int = 1
 ) -> np.ndarray:
-    """(N, F, H, W, 3) uint8 clips, rendered once and cached as .npy (a rerun reuses the cache)."""
-    if cache_path.exists():
+    """(N, F, H, W, 3) uint8 clips, rendered once and cached as .npy (a rerun reuses the cache when it
+    was rendered from the same data settings, which a JSON file beside it records)."""
+    record_path = cache_path.with_suffix(".json")
+    record = data.model_dump(mode="json")
+    if cache_path.exists() and record_path.exists() and json.loads(record_path.read_text()) == record:
         pool = np.load(cache_path, mmap_mode="r")
-        if pool.shape[0] >= count and pool.shape[1:] == (data.frames, data.size, data.size, 3):
+        if pool.shape[0] >= count:
             return np.asarray(pool[:count])
     clips = np.stack(list(render_stream_clips(data, range(count), heldout=heldout, workers=workers)))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     partial = cache_path.with_suffix(".partial.npy")
     np.save(partial, clips)
     partial.replace(cache_path)
+    record_path.write_text(json.dumps(record))
     return clips
 
 

@@ -1,8 +1,9 @@
 """Stage 2: encode the pretraining clips once with the trained VAE; measure the latent statistics.
 
 The cache holds normalised latents ((raw - mean) / std per channel, as WanSpec normalises) and is
-tied to the encoder it came from (a fingerprint of its weights): retraining the encoder invalidates
-it, training the decoder alone does not. Asking for more clips than it holds encodes only the new
+tied to the encoder it came from (a fingerprint of its weights) and to the data settings its clips
+were rendered with: retraining the encoder or changing the clips invalidates it, training the decoder
+alone does not. Asking for more clips than it holds encodes only the new
 ones and keeps the statistics of the first build.
 """
 
@@ -62,7 +63,8 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
     path = latent_cache_path(run)
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=False)
-        if same_encoder(cached, fingerprint, vae_state["step"]):
+        same_data = cached.get("data") == run.data.model_dump(mode="json")
+        if same_data and same_encoder(cached, fingerprint, vae_state["step"]):
             if cached["clips"] >= run.encode.clips:
                 return cached
             return _extend_cache(run, vae, cached, path)
@@ -79,6 +81,7 @@ def build_latent_cache(run: RunSettings) -> dict[str, Any]:
         "latents_std": std,
         "vae_step": vae_state["step"],
         "encoder": fingerprint,
+        "data": run.data.model_dump(mode="json"),
         "clips": len(clips),
         "seconds": time.time() - started,
     }
