@@ -315,6 +315,7 @@ def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
     rest = latent_cache.build_latent_cache(run)
     assert rest["data"]["phase"] == 0.0 and seeded["data"]["phase"] is None
     assert not torch.equal(rest["latents"], seeded["latents"])
+    assert dit_stage.base_meta(run, {"dit_step": 2})["pretraining"] == {"dit_step": 2, "clip_phase": 0.0}
     with pytest.raises(ValueError, match="less than 1"):
         configs.DataSettings(phase=1.0)
 

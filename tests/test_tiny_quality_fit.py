@@ -44,3 +44,21 @@ def test_text_use_compares_the_true_action_with_none_and_a_wrong_one(tiny_qualit
     save_base(tmp_path / "plain", spec.transformer, spec.vae, spec.null_text, spec.meta)
     with pytest.raises(SystemExit, match="no learned action texts"):
         tiny_quality.main(["--base", str(tmp_path / "plain"), "--text-use", "--clips", "1"])
+
+
+def test_learn_from_rest_start_clips_reports_each_video_against_the_truth(
+    tiny_quality, capsys, tmp_path
+) -> None:
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    argv = ["--learn", "--action", "lunge", "--clips", "2", "--runs", "1", "--learn-steps", "1"]
+    assert tiny_quality.main([*argv, "--phase", "0", "--docs", str(tmp_path)]) == 0
+    learn = json.loads(capsys.readouterr().out)["learn"]
+    assert learn["phase"] == 0.0 and learn["frames"] == 9
+    distances = learn["distance_to_truth"]
+    assert set(distances) == {"adapter", "no_adapter", "still"}
+    # A lunge from rest moves the legs, so holding the photo still is measurably off the truth.
+    assert distances["still"] > 1.0
+    sheet = Image.open(learn["picture"])
+    assert sheet.size[1] == 3 * 2 * 64  # one run: truth, with the adapter, without; drawn at 2x

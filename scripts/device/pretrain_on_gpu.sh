@@ -9,7 +9,9 @@
 #              (then judge it: see the model card)
 #
 # Arguments: BUDGET_SECONDS (default 540) [DEVICE (default cuda)] [CLIPS (default 8000)]; any further
-# arguments go to the dit stage (e.g. --dit-layers 8 --dit-heads 6). The CPU rehearsal (with .device
+# arguments go to the dit stage (e.g. --dit-layers 8 --dit-heads 6). DATA picks the clips for both
+# stages, e.g. DATA="--data-frames 9 --data-phase 0": 9-frame clips that start from rest, the quick
+# preset's clips and how issue 5's bar (c) is judged. The CPU rehearsal (with .device
 # staged by PYTHON_VERSIONS=3.11 stage.sh):
 #   OUT=/tmp/out WORKERS=2 bash scripts/device/pretrain_on_gpu.sh 150 cpu 6 --dit-layers 1 --dit-heads 1 --dit-batch 2
 set -euo pipefail
@@ -47,8 +49,9 @@ if ! python3 -c "import multiprocessing as m; m.get_context('spawn').Lock()" 2>/
   clips=$(( clips < 2000 ? clips : 2000 ))
   echo "no multiprocessing here: rendering serially, $clips clips" >&2
 fi
+read -r -a data <<< "${DATA:-}"
 common=(--device "$device" --run-dir "$run" --export-dir runs/gpu_export --threads 8 --vae-temporal-factor 1
-        --encode-clips "$clips")
+        --encode-clips "$clips" "${data[@]}")
 python3 scripts/pretrain_tiny.py --stages encode "${common[@]}" --encode-workers "$workers" --encode-batch 32 \
   2>&1 | tee "$OUT/pretrain.log"
 # The denoiser gets what is left, less a minute for the export and the packing.

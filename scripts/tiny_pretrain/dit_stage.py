@@ -155,13 +155,16 @@ def vae_with_latent_stats(vae: AutoencoderKLWan, mean: list[float], std: list[fl
 
 
 def base_meta(run: RunSettings, extra: dict[str, Any]) -> dict[str, Any]:
+    pretraining = dict(extra)
+    if run.data.phase is not None:  # the clips all started at this point of their cycle
+        pretraining["clip_phase"] = run.data.phase
     return {
         "base_id": BASE_ID,
         "frames": run.data.frames,
         "size": run.data.size,
         "fps": run.data.fps,
         "flow_shift": run.dit.train_shift,
-        "pretraining": extra,
+        "pretraining": pretraining,
     }
 
 
