@@ -14,6 +14,7 @@ action learned from 8 clips either, so judge a new base here before running benc
     python bench/base_prior.py --base runs/tiny_v6_export --out bench/out/base_prior
     python bench/base_prior.py --quick          # 2 actions, 2 photos, 8 steps: a smoke run
     python bench/base_prior.py --base B --photos-from stream   # clips the denoiser trained on
+    python bench/base_prior.py --base B --frames 9 --phase 0   # clips that start from rest
 
 Writes OUT/base_prior.md, OUT/base_prior.json and OUT/sheet.png (per photo: truth, then each sampler).
 """
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seeds = {action: [TEST_SEED + i for i in range(args.photos)] for action in args.actions}
     truths = {
         action: [
-            render_clip(action, seed, size=size, frames=frames, appearance="seen") for seed in seeds[action]
+            render_clip(action, seed, size=size, frames=frames, appearance="seen", phase=args.phase)
+            for seed in seeds[action]
         ]
         for action in args.actions
     }
@@ -118,7 +120,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         action: [
             metrics.motion_signature(c.joints, metrics.body_height(c.joints, JOINT_NAMES))
             for c in (
-                render_clip(action, REFERENCE_SEED + i, size=size, frames=frames, appearance="seen")
+                render_clip(
+                    action, REFERENCE_SEED + i, size=size, frames=frames, appearance="seen", phase=args.phase
+                )
                 for i in range(args.reference_clips)
             )
         ]
@@ -167,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "photos": args.photos,
         "photos_from": args.photos_from,
         "frames": frames,
+        "phase": args.phase,
         "size": size,
         "steps": args.steps,
         "seed": args.seed,
@@ -196,7 +201,8 @@ def report(result: dict[str, Any], command: str) -> str:
         f"Base: `{result['base'].get('base_id')}` (weights {result['base'].get('weight_hash', '?')}), "
         f"{result['size']}x{result['size']}, {result['frames']} frames, {result['steps']} sampling steps, "
         f"seed {result['seed']}. Actions: {', '.join(result['actions'])}; {result['photos']} photos each, "
-        f"from {'the pretraining stream' if result['photos_from'] == 'stream' else 'new seeds'}.",
+        f"from {'the pretraining stream' if result['photos_from'] == 'stream' else 'new seeds'}"
+        + ("." if result.get("phase") is None else f", every clip starting at phase {result['phase']:g}."),
         "",
         "| row | joint error (% body h., DTW) ↓ | moving-joint error ↓ | PCK@0.1 ↑ | nearest-action acc. ↑ "
         "| frame-1 PSNR (dB) ↑ | motion (grey levels) | s / video |",
@@ -258,6 +264,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reference-clips", type=int, default=6, help="true clips per action for nearest-action"
     )
     parser.add_argument("--frames", type=int, default=None, help="default: the base's")
+    parser.add_argument(
+        "--phase",
+        type=float,
+        default=None,
+        help="start every clip at this point of its action's cycle, 0 <= phase < 1 (0: from rest)",
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument(
         "--samplers",
@@ -294,6 +306,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{bad} are not pretraining actions; this check is about what the base was taught")
     if any(not 0.0 <= eta <= 1.0 for eta in args.etas):
         parser.error(f"--etas must lie between 0 (Euler) and 1 (ancestral), got {args.etas}")
+    if args.phase is not None and not 0.0 <= args.phase < 1.0:
+        parser.error(f"--phase must lie in [0, 1) (0 starts from rest), got {args.phase}")
     if len(args.actions) < 2:
         parser.error("nearest-action accuracy needs at least 2 actions")
     return args

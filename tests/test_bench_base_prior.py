@@ -41,6 +41,19 @@ def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() ->
     assert seeds["squat"][0] == min(i for i in range(200) if clip_action(i, 0) == "squat")
 
 
+def test_clips_from_rest_are_named_in_the_report_and_a_phase_of_one_is_refused(tmp_path, capsys) -> None:
+    import pytest
+
+    out = tmp_path / "rest"
+    args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "1", "--samplers", "euler"]
+    assert base_prior.main([*args, "--phase", "0", "--out", str(out)]) == 0
+    result = json.loads((out / "base_prior.json").read_text())
+    assert result["phase"] == 0.0 and "starting at phase 0." in (out / "base_prior.md").read_text()
+    with pytest.raises(SystemExit) as refused:
+        base_prior.parse_args(["--phase", "1"])
+    assert refused.value.code == 2 and "--phase must lie in [0, 1)" in capsys.readouterr().err
+
+
 def test_an_eta_outside_zero_to_one_is_refused(capsys) -> None:
     import pytest
 
