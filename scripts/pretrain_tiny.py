@@ -127,6 +127,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--dit-layers", type=int, default=None, help="denoiser blocks of a new run (default 6)"
     )
     parser.add_argument(
+        "--dit-moved-weight",
+        type=float,
+        default=None,
+        help="extra loss weight on latent positions where the clip moves (default 0)",
+    )
+    parser.add_argument(
         "--dit-heads", type=int, default=None, help="attention heads of 32 dims of a new run (default 4)"
     )
     parser.add_argument(
@@ -184,6 +190,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "dit_ema_decay": ("dit", "ema_decay"),
     "dit_checkpoint_every": ("dit", "checkpoint_every"),
     "dit_layers": ("dit", "layers"),
+    "dit_moved_weight": ("dit", "moved_weight"),
     "dit_heads": ("dit", "heads"),
     "export_every": ("dit", "export_every_seconds"),
 }

@@ -320,6 +320,34 @@ def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
         configs.DataSettings(phase=1.0)
 
 
+def test_moved_positions_mark_where_a_limb_is_or_was_and_weigh_the_denoiser_loss(
+    pretrain_modules, tmp_path
+) -> None:
+    from tiny_pretrain.data import render_stream_clip
+
+    configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
+    still = np.full((3, 16, 16, 3), 90, dtype=np.uint8)
+    moving = still.copy()
+    moving[2, 4:6, 9:11] = 250  # a limb at latent position (1, 2) in frame 2 only (x4 positions)
+    assert not latent_cache.moved_positions(still, 4).any()
+    marked = latent_cache.moved_positions(moving, 4)
+    assert marked.shape == (3, 4, 4) and marked.sum() == 1 and bool(marked[2, 1, 2])
+
+    torch.set_num_threads(1)
+    run = toy_run(configs, tmp_path)
+    run.vae.steps, run.vae.temporal_factor = 1, 1
+    vae_stage.train_vae(run)
+    run.data.phase, run.dit.moved_weight = 0.0, 8.0
+    dit_stage.train_dit(run, exporter(run, dit_stage, export_base))
+    cache = torch.load(latent_cache.latent_cache_path(run), weights_only=False)
+    latents = cache["latents"]
+    assert cache["moved"].shape == (latents.shape[0], *latents.shape[2:])
+    # Each clip's mask, then its mirror image's, as the latents are ordered.
+    first = latent_cache.moved_positions(render_stream_clip(run.data, 0), 4)
+    assert torch.equal(cache["moved"][0], first) and torch.equal(cache["moved"][1], first.flip(-1))
+    assert first[1:].any() and not first[0].any()
+
+
 def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did(
     pretrain_modules, tmp_path
 ) -> None:
@@ -366,6 +394,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
         + ["--dit-photo-channels", "--dit-batch", "64", "--dit-lr", "1e-3"]
         + ["--encode-workers", "8", "--encode-batch", "16", "--dit-fit-steps", "--dit-bf16"]
         + ["--dit-checkpoint-every", "500", "--data-frames", "9", "--data-phase", "0"]
+        + ["--dit-moved-weight", "8"]
     )
     run = pretrain_tiny.run_settings(args)
     assert (run.vae.temporal_factor, run.vae.moved_weight, run.vae.decoder_only) == (1, 5.0, True)
@@ -376,7 +405,7 @@ def test_command_line_flags_land_in_the_run_settings(pretrain_modules) -> None:
     assert str(run.vae.init_from) == "old.pt" and run.dit.init_from is None
     assert (run.encode.workers, run.encode.batch, run.dit.fit_steps_to_time) == (8, 16, True)
     assert run.dit.autocast_bf16 and run.dit.checkpoint_every == 500
-    assert (run.data.frames, run.data.phase) == (9, 0.0)
+    assert (run.data.frames, run.data.phase, run.dit.moved_weight) == (9, 0.0, 8.0)
     # Every mapped field exists, so a typo in the table cannot silently set a stray attribute.
     for section, field in pretrain_tiny.FLAG_FIELDS.values():
         assert field in type(getattr(run, section)).model_fields

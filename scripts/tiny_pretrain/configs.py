@@ -178,6 +178,12 @@ class DitStageSettings(BaseModel):
     action_drop: float = Field(
         default=0.2, ge=0, le=1, description="with action_text: share of samples shown the null text instead"
     )
+    # A moving limb covers a few per cent of a clip's latent positions, so with every position weighted
+    # alike the loss is mostly the static rest, and the denoiser learns to keep bodies still. Positions
+    # whose pixels differ from frame 0 (where a limb is, or was) get 1 + moved_weight.
+    moved_weight: float = Field(
+        default=0.0, ge=0, description="extra loss weight on latent positions where the clip moves"
+    )
     text_lr_scale: float = Field(
         default=10.0, gt=0, description="the learned texts' learning rate, as a multiple of the denoiser's"
     )

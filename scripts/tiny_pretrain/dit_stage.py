@@ -33,7 +33,7 @@ from .configs import (
     transformer_config,
 )
 from .data import clip_action
-from .latent_cache import build_latent_cache
+from .latent_cache import build_latent_cache, with_moved_masks
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 from .weight_average import WeightAverage, describe_weights
 
@@ -180,6 +180,8 @@ def train_dit(
 ) -> dict[str, Any]:
     settings = run.dit
     cache = build_latent_cache(run)
+    if settings.moved_weight > 0:
+        cache = with_moved_masks(run, cache)
     vae, vae_state = load_trained_vae(run)
     encoder = encoder_fingerprint(vae)
     vae = vae_with_latent_stats(vae, cache["latents_mean"], cache["latents_std"])
@@ -188,6 +190,7 @@ def train_dit(
     device = resolve_device(run.device)
     # The whole cache lives where the model trains (about 1 GB per 2,000 clips): no per-step copies.
     latents: torch.Tensor = cache["latents"].to(device)
+    moved: torch.Tensor | None = cache["moved"].to(device) if settings.moved_weight > 0 else None
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls: fast and stable
     transformer = build_transformer(settings).to(device)
@@ -350,6 +353,9 @@ def train_dit(
         # of a shorter clip, so the base also serves 9-frame presets.
         if float(torch.rand((), generator=generator)) < settings.short_fraction:
             x0 = x0[:, :, : settings.short_latent_frames]
+        weights = None
+        if moved is not None:
+            weights = 1.0 + settings.moved_weight * moved[picks, None, : x0.shape[2]].float()
         # Class-conditional runs show each clip its action's text, and some the null text, so the base
         # serves both an action's embedding and none.
         rows_shown = torch.zeros(settings.batch_size, dtype=torch.long)
@@ -358,7 +364,13 @@ def train_dit(
             rows_shown = torch.where(dropped, 0, 1 + actions[picks])
         with autocast:
             loss = flow.first_frame_flow_loss(
-                spec, x0, text[rows_shown.to(device)], generator, settings.train_shift, noise_generator
+                spec,
+                x0,
+                text[rows_shown.to(device)],
+                generator,
+                settings.train_shift,
+                noise_generator,
+                weights=weights,
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -25,6 +25,10 @@ from .configs import EncodeStageSettings, RunSettings
 from .data import render_pool, render_stream_clips, to_model_range
 from .vae_stage import encoder_fingerprint, load_trained_vae, same_encoder
 
+# A latent position counts as moved where its pixels differ from frame 0 by more than this (in [-1, 1],
+# averaged over colour): 0.1 is about 13 grey levels, above the VAE's and the renderer's noise.
+MOVED_THRESHOLD = 0.1
+
 
 def latent_cache_path(run: RunSettings) -> Path:
     return run.run_dir / "cache" / "latents.pt"
@@ -130,6 +134,36 @@ def _encode(
             reported = index
             print(f"encoded {index + 1}/{total} clips ({time.time() - started:.0f}s)", flush=True)
     return torch.stack(raw)
+
+
+def moved_positions(clip: np.ndarray, factor: int) -> torch.Tensor:
+    """(F, H / factor, W / factor) bool: the latent positions of a uint8 clip (F, H, W, 3) whose pixels
+    differ from frame 0 in that frame: where a limb is, or where it was (frame 0 is all False)."""
+    video = torch.from_numpy(to_model_range(clip))
+    changed = (video - video[:1]).abs().mean(dim=-1) > MOVED_THRESHOLD
+    pooled = torch.nn.functional.max_pool2d(changed[:, None].float(), factor)
+    return pooled[:, 0] > 0
+
+
+def with_moved_masks(run: RunSettings, cache: dict[str, Any]) -> dict[str, Any]:
+    """The cache with `moved` (N, T, h, w) bool for each latent, in the latents' order (each clip, then
+    its mirror image when the cache holds those), rendering the stream clips again when it lacks them."""
+    latents, clips = cache["latents"], cache["clips"]
+    if "moved" in cache and cache["moved"].shape[0] == latents.shape[0]:
+        return cache
+    frames, height = latents.shape[2], latents.shape[3]
+    if frames != run.data.frames:
+        raise ValueError(
+            f"moved-position weights need a latent frame per clip frame ({run.data.frames} frames, "
+            f"{frames} latent frames): use a VAE without time compression (--vae-temporal-factor 1)"
+        )
+    copies = latents.shape[0] // clips
+    masks = []
+    for clip in render_stream_clips(run.data, range(clips), workers=run.encode.workers):
+        moved = moved_positions(clip, run.data.size // height)
+        masks += [moved, moved.flip(-1)][:copies]
+    cache = {**cache, "moved": torch.stack(masks)}
+    return _save(cache, latent_cache_path(run))
 
 
 def _save(cache: dict[str, Any], path: Path) -> dict[str, Any]:

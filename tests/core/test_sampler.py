@@ -228,3 +228,21 @@ def test_an_adapters_learned_action_text_steers_sampling_by_its_strength(tiny_sp
     plain = animate_photo(tiny_spec, photo, [(lora.adapter, lora.metadata, 1.0)], run, frames=TINY_FRAMES)
     steered = animate_photo(tiny_spec, photo, [(with_text, lora.metadata, 1.0)], run, frames=TINY_FRAMES)
     assert np.array_equal(plain[0], steered[0]) and not np.array_equal(plain, steered)
+
+
+def test_position_weights_in_the_flow_loss_count_where_they_are_large() -> None:
+    from flashcli.core.flow import flow_loss
+
+    generator = torch.Generator().manual_seed(0)
+    predicted = torch.randn(2, 4, 3, 2, 2, generator=generator)
+    target = torch.zeros_like(predicted)
+    uniform = flow_loss(predicted, target, torch.ones(2, 1, 3, 2, 2))
+    assert torch.allclose(uniform, flow_loss(predicted, target))
+    # All the weight on one position: the loss is that position's squared error over its channels.
+    weights = torch.zeros(2, 1, 3, 2, 2)
+    weights[1, 0, 2, 1, 0] = 5.0
+    expected = (predicted[1, :, 2, 1, 0] ** 2).mean()
+    assert torch.allclose(flow_loss(predicted, target, weights), expected)
+    # Frame 0 is the photo: weight there changes nothing.
+    weights[:, :, 0] = 100.0
+    assert torch.allclose(flow_loss(predicted, target, weights), expected)

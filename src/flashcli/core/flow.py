@@ -56,9 +56,18 @@ def noisy_with_clean_first_frame(x0: torch.Tensor, noise: torch.Tensor, sigma: t
     return torch.cat([x0[:, :, :1], noisy[:, :, 1:]], dim=2)
 
 
-def flow_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Velocity MSE on the generated frames only: frame 0 is the given photo, nothing to learn there."""
-    return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())
+def flow_loss(
+    predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Velocity MSE on the generated frames only: frame 0 is the given photo, nothing to learn there.
+
+    weights (B, 1, T, h, w), when given, weigh each latent position (the mean is over the weights), e.g.
+    to give the few positions where a clip moves more of the loss than the static rest."""
+    if weights is None:
+        return torch.nn.functional.mse_loss(predicted[:, :, 1:].float(), target[:, :, 1:].float())
+    squared = (predicted[:, :, 1:].float() - target[:, :, 1:].float()) ** 2
+    weights = weights[:, :, 1:].float().expand_as(squared)
+    return (squared * weights).sum() / weights.sum()
 
 
 def first_frame_flow_loss(
@@ -68,9 +77,11 @@ def first_frame_flow_loss(
     generator: torch.Generator,
     shift: float,
     noise_generator: torch.Generator | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The base's training loss on clean latents x0 (B, z, T, h, w): a shifted sigma and a noise per
-    sample, latent frame 0 held clean (the photo), velocity MSE on frames 1..T-1 of `spec.denoise`.
+    sample, latent frame 0 held clean (the photo), velocity MSE on frames 1..T-1 of `spec.denoise`
+    (weighted per position by `weights` (B, 1, T, h, w) when given).
 
     The noise comes from `generator`, a CPU generator, so runs are seeded the same on any device, unless
     a `noise_generator` on x0's device is given: on a GPU, drawing a large batch's noise on the CPU and
@@ -82,4 +93,4 @@ def first_frame_flow_loss(
         noise = torch.randn(x0.shape, generator=noise_generator, device=x0.device, dtype=x0.dtype)
     noisy = noisy_with_clean_first_frame(x0, noise, sigma)
     prediction = spec.denoise(noisy, sigma_to_timestep(sigma), text)
-    return flow_loss(prediction, velocity_target(x0, noise))
+    return flow_loss(prediction, velocity_target(x0, noise), weights)
