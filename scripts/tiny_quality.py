@@ -154,31 +154,20 @@ def learn_heldout(
     _, learn, animate = resolve_learn("quick", {"steps": steps} if steps else {})
     settings = learn.train_settings(frames=spec.default_frames, size=spec.default_size)
     sampling = AnimateConfig.model_validate(animate)
-    training = [
-        render_clip(
-            action,
-            EVAL_SEED + 200 + i,
-            size=settings.size,
-            frames=settings.frames,
-            appearance="seen",
-            phase=phase,
+
+    def clip(seed: int, appearance: str) -> Any:
+        return render_clip(
+            action, seed, size=settings.size, frames=settings.frames, appearance=appearance, phase=phase
         )
-        for i in range(clips)
-    ]
+
+    training = [clip(EVAL_SEED + 200 + i, "seen") for i in range(clips)]
     tick = time.time()
     result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
     learn_seconds = time.time() - tick
     rows, seconds = [], []
     distances: dict[str, list[float]] = {"adapter": [], "no_adapter": [], "still": []}
     for run in range(runs):
-        truth = render_clip(
-            action,
-            EVAL_SEED + 300 + run,
-            size=settings.size,
-            frames=settings.frames,
-            appearance="unseen",
-            phase=phase,
-        ).frames
+        truth = clip(EVAL_SEED + 300 + run, "unseen").frames
         run_sampling = sampling.model_copy(update={"seed": run}).sample_settings(None)
         tick = time.time()
         video = animate_photo(

@@ -298,10 +298,7 @@ def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
     from flashcli.figureworld import render_clip
 
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
-    torch.set_num_threads(1)
-    run = toy_run(configs, tmp_path)
-    run.vae.steps = 1
-    vae_stage.train_vae(run)
+    run = toy_run_with_vae(configs, vae_stage, tmp_path)
     seeded = latent_cache.build_latent_cache(run)
 
     run.data.phase = 0.0
