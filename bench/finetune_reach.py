@@ -16,12 +16,18 @@ trains on mirrored and sideways-shifted copies of the clips.
 
     python bench/finetune_reach.py --base runs/tiny_v3_export --steps 1200 --threads 2
     python bench/finetune_reach.py --action lunge --phase 0 --steps 1000 --lr 1e-3 --batch 4
+
+With many clips (`--clips 512`: 512 people) it asks the question before the few-shot one: can this
+denoiser carry an action to new bodies at all when it sees it on many? `--ema-decay` samples with a
+weight average, as pretraining exports; `--save DIR` writes the fitted base, so
+`scripts/tiny_quality.py --base DIR --learn` can judge it on bar (c)'s protocol.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,10 +61,23 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="also train on each clip mirrored and shifted sideways by 6 and 12 px (10 copies per clip)",
     )
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="sample with an exponential moving average of the weights (0: the raw weights)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="stop training after this long, whatever --steps says"
+    )
+    parser.add_argument("--save", type=Path, default=None, help="write the fitted base folder here")
     parser.add_argument("--picture", type=Path, default=REPO / "bench" / "out" / "finetune_reach.png")
     args = parser.parse_args(argv)
+    if args.save is not None and args.save.exists():
+        parser.error(f"{args.save} exists; name a new folder for --save")
 
     sys.path.insert(0, str(REPO / "scripts"))
+    from tiny_pretrain.weight_average import WeightAverage
     from tiny_quality import contact_sheet
 
     from flashcli.core.flow import first_frame_flow_loss
@@ -121,6 +140,9 @@ def main(argv: list[str]) -> int:
     transformer = spec.transformer.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
+    average = (
+        WeightAverage.start(transformer, text, args.ema_decay, warmup=False) if args.ema_decay > 0 else None
+    )
     started, losses = time.time(), []
     for step in range(1, args.steps + 1):
         x0 = latents[torch.randint(len(latents), (args.batch,), generator=generator)]
@@ -128,16 +150,27 @@ def main(argv: list[str]) -> int:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(transformer, text)
         losses.append(loss.item())
+        if args.minutes is not None and time.time() - started > 60 * args.minutes:
+            print(f"stopped at step {step} after {args.minutes:g} minutes", file=sys.stderr)
+            break
         if step % 100 == 0:
             print(
                 f"step {step}: loss {np.mean(losses[-100:]):.4f}, {time.time() - started:.0f} s",
                 file=sys.stderr,
             )
     transformer.eval().requires_grad_(False)
+    if average is not None:
+        transformer.load_state_dict(average.model)
+    if args.save is not None:
+        save_fitted_base(spec, args.save)
 
     print(
-        f"{args.action}, {args.clips} clips, {args.steps} full fine-tuning steps, lr {args.lr}; grey levels"
+        f"{args.action}, {args.clips} clips, {len(losses)} full fine-tuning steps in "
+        f"{time.time() - started:.0f} s, lr {args.lr}, last 100 steps' loss {np.mean(losses[-100:]):.4f}; "
+        "grey levels"
     )
     print(f"seed to seed (no training, 4 seeds): {seed_spread:.2f}")
     print(
@@ -172,6 +205,18 @@ def main(argv: list[str]) -> int:
         )
     print(f"picture: {contact_sheet(rows, args.picture)}")
     return 0
+
+
+def save_fitted_base(spec: Any, folder: Path) -> Path:
+    """The base folder with the fitted denoiser's weights, written beside `folder` and renamed into
+    place, so an interrupted save leaves no half-written base."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(spec.folder, partial)
+    spec.transformer.save_pretrained(partial / "transformer")
+    partial.rename(folder)
+    print(f"fitted base: {folder}", file=sys.stderr)
+    return folder
 
 
 def relooked(clip: Any, seed: int) -> np.ndarray:

@@ -36,3 +36,32 @@ def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.Cap
     for group in ("training:", "relooked:", "seen:", "unseen:"):
         assert any(line.startswith(group) and "latent distance before" in line for line in out.splitlines())
     assert (tmp_path / "sheet.png").is_file()
+
+
+def test_save_writes_a_loadable_base_with_the_averaged_fitted_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from flashcli.core.specs import load_base
+
+    saved = tmp_path / "fitted"
+    args = ["--action", "lunge", "--phase", "0", "--clips", "2", "--frames", "5", "--steps", "3"]
+    args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
+    args += ["--lr", "1e-3", "--ema-decay", "0.5", "--save", str(saved)]
+    assert finetune_reach.main(args) == 0
+    assert not saved.with_name("fitted.partial").exists()
+    fitted, shipped = load_base(saved, device="cpu"), load_base("tiny", device="cpu")
+    assert fitted.weight_hash != shipped.weight_hash
+    fitted_weights = fitted.transformer.state_dict()
+    changed = [
+        name
+        for name, value in shipped.transformer.state_dict().items()
+        if not torch.equal(value, fitted_weights[name])
+    ]
+    assert changed  # the fit moved the weights, and the folder holds them
+    vae_weight = "decoder.conv_out.weight"
+    assert torch.equal(fitted.vae.state_dict()[vae_weight], shipped.vae.state_dict()[vae_weight])
+    # A second save into the same folder is refused rather than mixed into it.
+    with pytest.raises(SystemExit):
+        finetune_reach.main(args)
