@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -208,13 +207,19 @@ def main(argv: list[str]) -> int:
 
 
 def save_fitted_base(spec: Any, folder: Path) -> Path:
-    """The base folder with the fitted denoiser's weights, written beside `folder` and renamed into
-    place, so an interrupted save leaves no half-written base."""
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(spec.folder, partial)
-    spec.transformer.save_pretrained(partial / "transformer")
-    partial.rename(folder)
+    """The base with the fitted denoiser's weights and everything else as loaded (VAE, texts, DED,
+    flash_base.json), through the core's atomic base writer."""
+    from flashcli.core.specs import save_base
+
+    save_base(
+        folder,
+        spec.transformer,
+        spec.vae,
+        spec.null_text,
+        spec.meta,
+        ded=spec.ded,
+        action_text=spec.action_text,
+    )
     print(f"fitted base: {folder}", file=sys.stderr)
     return folder
 

@@ -38,7 +38,7 @@ def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "sheet.png").is_file()
 
 
-def test_save_writes_a_loadable_base_with_the_averaged_fitted_weights(
+def test_save_writes_a_loadable_base_with_the_fitted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
@@ -50,7 +50,7 @@ def test_save_writes_a_loadable_base_with_the_averaged_fitted_weights(
     args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
     args += ["--lr", "1e-3", "--ema-decay", "0.5", "--save", str(saved)]
     assert finetune_reach.main(args) == 0
-    assert not saved.with_name("fitted.partial").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fitted", "sheet.png"]  # nothing half-written
     fitted, shipped = load_base(saved, device="cpu"), load_base("tiny", device="cpu")
     assert fitted.weight_hash != shipped.weight_hash
     fitted_weights = fitted.transformer.state_dict()
@@ -62,6 +62,7 @@ def test_save_writes_a_loadable_base_with_the_averaged_fitted_weights(
     assert changed  # the fit moved the weights, and the folder holds them
     vae_weight = "decoder.conv_out.weight"
     assert torch.equal(fitted.vae.state_dict()[vae_weight], shipped.vae.state_dict()[vae_weight])
+    assert fitted.ded is not None and set(fitted.action_text) == set(shipped.action_text)
     # A second save into the same folder is refused rather than mixed into it.
     with pytest.raises(SystemExit):
         finetune_reach.main(args)
