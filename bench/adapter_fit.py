@@ -90,9 +90,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
-    from flashcli.core.evaluation import fixed_denoising_error
     from flashcli.core.specs import load_base
     from flashcli.core.trainer import train_adapter
+    from flashcli.lab.evaluation import fixed_denoising_error
 
     torch.set_num_threads(args.threads)
     spec = load_base(args.base, device="cpu")

@@ -33,17 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from flashcli.figureworld import JOINT_NAMES, PRETRAIN_ACTIONS, render_clip
+from flashcli.lab import metrics
+from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
+from flashcli.lab.motion_scores import bone_indices, finite_json, score_video, summarise
+from flashcli.lab.pretrain.data import clip_action
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-# The pretraining stream's seeded action draw lives with the pretraining script.
-sys.path.insert(0, str(BENCH.parent / "scripts"))
-
-import metrics  # noqa: E402
-import quality  # noqa: E402
-from keypoints.detector import DEFAULT_WEIGHTS, load_detector  # noqa: E402
-from tiny_pretrain.data import clip_action  # noqa: E402
-
-from flashcli.figureworld import JOINT_NAMES, PRETRAIN_ACTIONS, render_clip  # noqa: E402
 
 # Whole-body pretraining actions the detector sees well at 64 px (thin-arm actions read poorly).
 DEFAULT_ACTIONS = ("squat", "kick", "march", "side_bend", "toe_touch", "jump", "arm_circles", "punch")
@@ -104,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     size, frames = spec.default_size, args.frames or spec.default_frames
     spec.check_video_shape(frames, size, size)
     detector = load_detector(args.detector)
-    bones = [(JOINT_NAMES.index(a), JOINT_NAMES.index(b)) for a, b in quality.BONE_NAMES]
+    bones = bone_indices()
     if args.photos_from == "stream":
         seeds = stream_seeds(args.actions, args.photos)
     else:
@@ -139,9 +135,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for truth in clips:
                 video = make(truth)
                 made.append(video)
-                scored.append({"action": action, **quality.score_video(detector, video, truth, bones)})
+                scored.append({"action": action, **score_video(detector, video, truth, bones)})
         seconds[name] = (time.perf_counter() - started) / len(made)
-        rows[name] = quality.summarise(scored, references)
+        rows[name] = summarise(scored, references)
         videos[name] = made
         print(f"{name}: joint error {rows[name]['joint_error']:.2f}", file=sys.stderr, flush=True)
 
@@ -322,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/base_prior.py " + " ".join(sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
     write_sheet(args.out / "sheet.png", result.pop("_truths"), result.pop("_videos"), stride=2)
-    (args.out / "base_prior.json").write_text(json.dumps(quality._finite_json(result), indent=2) + "\n")
+    (args.out / "base_prior.json").write_text(json.dumps(finite_json(result), indent=2) + "\n")
     (args.out / "base_prior.md").write_text(report(result, command))
     print(report(result, command))
     print(f"wrote {args.out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)

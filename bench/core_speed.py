@@ -1,7 +1,7 @@
 """Seconds per training step (plain LoRA, strong augmentation, Motion Alignment) and per sampled video.
 
 Uses the embedded `tiny` base when it is installed, otherwise a random base with the tiny base's
-configuration (scripts/tiny_pretrain/configs.py); speed does not depend on the weights' values.
+configuration (flashcli.lab.pretrain.configs); speed does not depend on the weights' values.
 FigureWorld clips at the base's default size and frame count.
 
     python bench/core_speed.py                      # markdown table on stdout
@@ -12,7 +12,6 @@ FigureWorld clips at the base's default size and frame count.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "plain LoRA (none)": "none",
     "strong augment only": "augment",
@@ -40,12 +38,9 @@ def _load_spec(base: str):
     except FileNotFoundError:
         if base != "tiny":
             raise
-    path = REPO / "scripts" / "tiny_pretrain" / "configs.py"
-    module_spec = importlib.util.spec_from_file_location("tiny_configs", path)
-    configs = importlib.util.module_from_spec(module_spec)
-    sys.modules["tiny_configs"] = configs
-    module_spec.loader.exec_module(configs)
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from flashcli.lab.pretrain import configs
 
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(**configs.TRANSFORMER_CONFIG)

@@ -4,9 +4,9 @@ For each held-out action, N clips of seen-range looks play the user's training c
 is fine-tuned on them exactly as `learn` does (`flashcli.core.ded_finetune.finetune_ded`). Then K
 clips of the same action with unseen-range looks (other people: the case flash is for) are encoded
 and decoded (a) by the plain decoder, (b) with the base's DED, (c) with the fine-tuned DED, the
-clip's frame 0 as the photo. Scores are `ded_quality.py`'s: PSNR / SSIM of frames 1.., PSNR on the
-pixels that moved away from the photo, and the transition jump. The training clips are scored too,
-so a fit to the training looks shows up as a gap.
+clip's frame 0 as the photo. Scores are `ded_quality.py`'s (`flashcli.lab.decoder_scores`): PSNR /
+SSIM of frames 1.., PSNR on the pixels that moved away from the photo, and the transition jump. The
+training clips are scored too, so a fit to the training looks shows up as a gap.
 
     python bench/ded_finetune.py --actions weld,jumping_jack --steps 0,50,200 --threads 1
 """
@@ -14,7 +14,6 @@ so a fit to the training looks shows up as a gap.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -27,19 +26,10 @@ from flashcli.core.ded_finetune import finetune_ded
 from flashcli.core.settings import TrainSettings
 from flashcli.core.specs import load_base
 from flashcli.figureworld import render_clip
+from flashcli.lab.decoder_scores import frame_metrics, to_uint8, to_video
 
 TRAIN_SEED_START = 4_000_000  # disjoint from every pretraining, DED and benchmark seed range
 TEST_SEED_START = 4_500_000
-
-
-def _ded_quality():
-    # bench/ is not a package: load the sibling script's metric helpers by path.
-    path = Path(__file__).with_name("ded_quality.py")
-    spec = importlib.util.spec_from_file_location("ded_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,20 +57,19 @@ def clips_of(action: str, start: int, count: int, size: int, frames: int, look: 
 
 
 @torch.no_grad()
-def score(spec, clips: list[np.ndarray], metrics, *, use_ded: bool, ded=None) -> dict[str, float]:
+def score(spec, clips: list[np.ndarray], *, use_ded: bool, ded=None) -> dict[str, float]:
     rows = []
     for clip in clips:
-        video = metrics.to_video(clip)
+        video = to_video(clip)
         latents = spec.encode_video(video)
         decoded = spec.decode(latents, reference_photo=video[:, :, 0], use_ded=use_ded, ded=ded)
-        rows.append(metrics.frame_metrics(metrics.to_uint8(decoded), clip))
+        rows.append(frame_metrics(to_uint8(decoded), clip))
     return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
 
 
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    metrics = _ded_quality()
     spec = load_base(args.base, device="cpu")
     if spec.ded is None:
         print(f"base {args.base!r} has no Detail Enhancement Decoder", file=sys.stderr)
@@ -91,7 +80,7 @@ def main() -> int:
     for action in args.actions.split(","):
         train = clips_of(action, TRAIN_SEED_START, args.train_clips, size, args.frames, "seen")
         test = clips_of(action, TEST_SEED_START, args.test_clips, size, args.frames, "unseen")
-        latents = torch.cat([spec.encode_video(metrics.to_video(clip)) for clip in train])
+        latents = torch.cat([spec.encode_video(to_video(clip)) for clip in train])
         rows = {"plain decoder": (False, None)}
         for steps in step_counts:
             if steps == 0:
@@ -114,8 +103,8 @@ def main() -> int:
                 {
                     "action": action,
                     "row": name,
-                    "test_unseen": score(spec, test, metrics, use_ded=use_ded, ded=ded),
-                    "train_seen": score(spec, train, metrics, use_ded=use_ded, ded=ded),
+                    "test_unseen": score(spec, test, use_ded=use_ded, ded=ded),
+                    "train_seen": score(spec, train, use_ded=use_ded, ded=ded),
                 }
             )
     print(table(results))

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
-from einops import rearrange
 from PIL import Image, ImageDraw
 
-from flashcli.core.ded import DetailEnhancedDecoder, moved_mask, psnr, ssim
+from flashcli.core.ded import DetailEnhancedDecoder, psnr
 from flashcli.figureworld import ACTIONS, render_clip
+from flashcli.lab.decoder_scores import frame_metrics, to_uint8, to_video, transition_jump
 
 SEED_START = 3_000_000  # disjoint from the tiny VAE's and the DED's training/validation seeds
 
@@ -66,38 +66,6 @@ def textured_unseen_clips(count: int, size: int, frames: int) -> list[tuple[str,
             found.append((action, seed, clip.frames))
         seed += 1
     return found
-
-
-def to_video(frames: np.ndarray) -> torch.Tensor:
-    return rearrange(torch.from_numpy(frames).float() / 127.5 - 1, "f h w c -> 1 c f h w")
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    frames = rearrange(video[0], "c f h w -> f h w c")
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
-def frame_metrics(output: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """output/truth uint8 (F, H, W, 3); output frame 0 is already the photo."""
-    out = torch.from_numpy(output).float() / 127.5 - 1
-    true = torch.from_numpy(truth).float() / 127.5 - 1
-    later_out = rearrange(out[1:], "f h w c -> f c h w")
-    later_true = rearrange(true[1:], "f h w c -> f c h w")
-    # Pixels that moved away from the photo: there, copying the photo cannot score well.
-    clip_out = rearrange(out[1:], "f h w c -> 1 c f h w")
-    clip_true = rearrange(true[1:], "f h w c -> 1 c f h w")
-    moving = moved_mask(clip_true, rearrange(true[0], "h w c -> 1 c h w"))
-    return {
-        "psnr": float(np.mean([float(psnr(o, t)) for o, t in zip(later_out, later_true, strict=True)])),
-        "ssim": float(ssim(later_out, later_true)),
-        "jump": transition_jump(output),
-        "psnr_moving": float(psnr(clip_out, clip_true, mask=moving)),
-    }
-
-
-def transition_jump(video: np.ndarray) -> float:
-    steps = np.abs(np.diff(video.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))
-    return float(steps[0] / max(steps[1:].mean(), 1e-9))
 
 
 def side_by_side(rows: list[tuple[str, np.ndarray]], frame_ids: list[int], path: Path, zoom: int = 3) -> None:

@@ -75,16 +75,14 @@ def main(argv: list[str]) -> int:
     if args.save is not None and args.save.exists():
         parser.error(f"{args.save} exists; name a new folder for --save")
 
-    sys.path.insert(0, str(REPO / "scripts"))
-    from tiny_pretrain.weight_average import WeightAverage
-    from tiny_quality import contact_sheet
-
     from flashcli.core.flow import first_frame_flow_loss
     from flashcli.core.pixels import photo_to_tensor, tensor_to_video, video_to_tensor
     from flashcli.core.sampler import sample_photo_latents
     from flashcli.core.settings import SampleSettings
     from flashcli.core.specs import load_base
     from flashcli.figureworld import render_clip
+    from flashcli.lab.pretrain.weight_average import WeightAverage
+    from flashcli.lab.sheets import contact_sheet
 
     torch.set_num_threads(args.threads)
     spec = load_base(args.base, device="cpu")

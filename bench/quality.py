@@ -2,7 +2,7 @@
 
 For each held-out FigureWorld action: learn from N clips of seen-range looks (one adapter per
 variant and seed), animate K photos of unseen-range people (frame 0 of held-out true clips) and
-score each video against its true clip through the keypoint detector (bench/keypoints/). Variants:
+score each video against its true clip through the keypoint detector (flashcli.lab.keypoints). Variants:
 `base` (no adapter), `plain_lora` (today's common practice: LoRA on every attention projection, no
 augmentation, no alignment, no DED) and the paper's six (`none`, `augment`, `augment_motion`,
 `augment_correspondence`, `augment_both`, `full`). Two reference rows need no model: `ground truth`
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import importlib.util
 import json
 import math
 import statistics
@@ -37,15 +36,12 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, render_clip
+from flashcli.lab import metrics
+from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
+from flashcli.lab.motion_scores import SCORES, bone_indices, finite_json, score_video, summarise
+
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-
-import metrics  # noqa: E402
-from keypoints.data import in_frame, mirror_permutation  # noqa: E402
-from keypoints.detector import DEFAULT_WEIGHTS, KeypointDetector, load_detector  # noqa: E402
-
-from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, render_clip  # noqa: E402
 
 TRAINED_VARIANTS = (
     "plain_lora",
@@ -61,18 +57,6 @@ REFERENCE_ROWS = ("ground truth", "still photo")
 # Seed ranges of the benchmark's clips, far from pretraining's (0..) and the detector's (5e6, 6e6).
 TRAIN_CLIP_SEED = 7_000_000
 TEST_CLIP_SEED = 8_000_000
-# Bones for the figure region (skeleton_mask): trunk, arms, legs.
-BONE_NAMES = (
-    ("head", "neck"),
-    ("neck", "pelvis"),
-    ("l_shoulder", "r_shoulder"),
-    ("l_hip", "r_hip"),
-    *((f"{s}_shoulder", f"{s}_elbow") for s in "lr"),
-    *((f"{s}_elbow", f"{s}_wrist") for s in "lr"),
-    *((f"{s}_hip", f"{s}_knee") for s in "lr"),
-    *((f"{s}_knee", f"{s}_ankle") for s in "lr"),
-)
-FIGURE_RADIUS = 0.04  # of body height: stays inside the limbs, so the region is the figure's colours
 
 
 class Protocol(BaseModel):
@@ -187,12 +171,8 @@ def _random_tiny_base(folder: Path) -> Path:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     from flashcli.core.specs import save_base
+    from flashcli.lab.pretrain import configs
 
-    path = REPO / "scripts" / "tiny_pretrain" / "configs.py"
-    module_spec = importlib.util.spec_from_file_location("tiny_configs", path)
-    configs = importlib.util.module_from_spec(module_spec)
-    sys.modules["tiny_configs"] = configs
-    module_spec.loader.exec_module(configs)
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(**configs.TRANSFORMER_CONFIG)
     latents = {"latents_mean": [0.0] * configs.Z_DIM, "latents_std": [1.0] * configs.Z_DIM}
@@ -268,64 +248,6 @@ def cached_run(cache: Path, key: str, make: Any) -> dict[str, Any]:
     return record
 
 
-# ----- scoring ------------------------------------------------------------------------------------
-
-
-def score_video(
-    detector: KeypointDetector, video: np.ndarray, truth: Any, bones: list[tuple[int, int]]
-) -> dict:
-    """Every per-video score of one generated (or reference) video against its true clip."""
-    photo = truth.frames[0]
-    joints = detector.detect(video)
-    scale = metrics.body_height(truth.joints, JOINT_NAMES)
-    valid = np.asarray(in_frame(truth.joints, *video.shape[1:3]))
-    generated, true, counted = joints[1:], truth.joints[1:], valid[1:]
-    moving = counted & metrics.moving_joints(truth.joints, scale)[None]
-    radius = FIGURE_RADIUS * scale
-    regions = [metrics.skeleton_mask(joints[i], video.shape[1:3], bones, radius) for i in (0, -1)]
-    return {
-        "joint_error": metrics.mean_joint_error(generated, true, scale, counted),
-        "pck10": metrics.pck(generated, true, scale, 0.1, counted),
-        "moving_error": metrics.mean_joint_error(generated, true, scale, moving)
-        if moving.any()
-        else math.nan,
-        "frame0_exact": float(metrics.first_frame_psnr(video, photo) == math.inf),
-        "frame1_psnr": metrics.frame1_psnr(video, photo),
-        "jump": metrics.transition_jump(video),
-        "roughness": metrics.temporal_roughness(video),
-        "joint_jitter": metrics.joint_jitter(generated, scale),
-        "appearance_drift": metrics.appearance_drift(video[0], regions[0], video[-1], regions[1]),
-        "signature": metrics.motion_signature(joints, scale),
-    }
-
-
-SCORES = (
-    "joint_error",
-    "moving_error",
-    "pck10",
-    "nearest_action",
-    "frame0_exact",
-    "frame1_psnr",
-    "jump",
-    "roughness",
-    "joint_jitter",
-    "appearance_drift",
-)
-
-
-def summarise(scored: list[dict], references: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    """Means over all videos of one (row, N, seed); non-finite values (a still video's jump) left out."""
-    mirror = mirror_permutation()
-    queries = [(item["action"], item["signature"]) for item in scored]
-    summary = {"nearest_action": metrics.nearest_action_accuracy(queries, references, mirror)}
-    for name in SCORES:
-        if name == "nearest_action":
-            continue
-        values = [item[name] for item in scored if math.isfinite(item[name])]
-        summary[name] = float(np.mean(values)) if values else math.nan
-    return summary
-
-
 # ----- the whole protocol -------------------------------------------------------------------------
 
 
@@ -351,7 +273,7 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
     frames = protocol.frames or spec.default_frames
     spec.check_video_shape(frames, size, size)
     detector = load_detector(detector_path)
-    bones = [(JOINT_NAMES.index(a), JOINT_NAMES.index(b)) for a, b in BONE_NAMES]
+    bones = bone_indices()
     cache = out / "cache" / protocol_hash(protocol, spec, size, frames)
     truths = {action: test_clips(action, protocol.photos, size, frames) for action in protocol.actions}
     # Action references: the true motion of training clips (seen looks), never the test clips scored.
@@ -599,17 +521,6 @@ def write_sheet(
     partial.replace(path)
 
 
-def _finite_json(value: Any) -> Any:
-    """inf/nan become null: the JSON stays strict."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
-
-
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -662,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(result, command.strip())
     _write_text(args.out / "quality.md", text)
-    _write_text(args.out / "quality.json", json.dumps(_finite_json(result), indent=1) + "\n")
+    _write_text(args.out / "quality.json", json.dumps(finite_json(result), indent=1) + "\n")
     print(text)
     print(
         f"wrote {args.out / 'quality.md'}, quality.json and sheets/ in {result['wall_seconds']:.0f}s",

@@ -22,19 +22,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from tiny_pretrain.configs import RunSettings
-from tiny_pretrain.dit_stage import (
+
+from flashcli.core.devices import resolve_device
+from flashcli.lab.pretrain.configs import RunSettings
+from flashcli.lab.pretrain.dit_stage import (
     base_meta,
     build_transformer,
     spec_from_checkpoint,
     train_dit,
     vae_with_latent_stats,
 )
-from tiny_pretrain.export import export_base
-from tiny_pretrain.latent_cache import build_latent_cache, sample_latent_stats
-from tiny_pretrain.vae_stage import load_trained_vae, train_vae
-
-from flashcli.core.devices import resolve_device
+from flashcli.lab.pretrain.export import export_base
+from flashcli.lab.pretrain.latent_cache import build_latent_cache, sample_latent_stats
+from flashcli.lab.pretrain.vae_stage import load_trained_vae, train_vae
 
 STAGES = ("vae", "encode", "dit", "export")
 
@@ -240,9 +240,8 @@ def export_vae_only(run: RunSettings) -> None:
 
     Latent statistics come from a small sample here; the denoiser's exports carry the full cache's.
     """
-    from tiny_pretrain.configs import NULL_TEXT_TOKENS, TEXT_DIM
-
     from flashcli.core.specs import WanSpec
+    from flashcli.lab.pretrain.configs import NULL_TEXT_TOKENS, TEXT_DIM
 
     vae, state = load_trained_vae(run)
     mean, std = sample_latent_stats(run, vae, clips=16)

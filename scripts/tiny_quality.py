@@ -31,33 +31,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from tiny_pretrain.vae_stage import moving_psnr
 
 from flashcli.figureworld import HELDOUT_ACTIONS, PRETRAIN_ACTIONS, render_clip
+from flashcli.lab.pretrain.vae_stage import moving_psnr
+from flashcli.lab.sheets import contact_sheet
 
 # Seeds far from both pretraining streams (train from 0, held-out from 1,000,000).
 EVAL_SEED = 5_000_000
-SHEET_COLUMNS = 9
 TEXT_USE_SIGMAS = (0.8, 0.9, 0.95, 0.99)  # where the sampler decides the motion
 
 
 def psnr(reference: np.ndarray, other: np.ndarray) -> float:
     error = np.mean((reference.astype(np.float64) - other.astype(np.float64)) ** 2)
     return float("inf") if error == 0 else 10 * math.log10(255.0**2 / error)
-
-
-def contact_sheet(rows: list[np.ndarray], path: Path, scale: int = 2) -> Path:
-    """Rows of uint8 (F, H, W, 3) videos -> one PNG, SHEET_COLUMNS evenly spaced frames per row."""
-    lines = []
-    for video in rows:
-        picks = np.linspace(0, len(video) - 1, min(SHEET_COLUMNS, len(video))).round().astype(int)
-        lines.append(np.concatenate([video[i] for i in picks], axis=1))
-    sheet = np.concatenate(lines, axis=0)
-    image = Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
 
 
 def reconstruct(spec: Any, clip: np.ndarray) -> np.ndarray:
@@ -200,10 +186,9 @@ def measure_fit(spec: Any, clips: int) -> dict[str, Any]:
     """Fixed-noise denoising error on clips of the pretraining stream against held-out clips of the
     same distribution (pretraining actions, seen looks, the held-out seed range): a large gap means
     the denoiser memorised its clips instead of learning motion."""
-    from tiny_pretrain.configs import DataSettings
-    from tiny_pretrain.data import render_stream_clip
-
-    from flashcli.core.evaluation import fixed_denoising_error
+    from flashcli.lab.evaluation import fixed_denoising_error
+    from flashcli.lab.pretrain.configs import DataSettings
+    from flashcli.lab.pretrain.data import render_stream_clip
 
     data = DataSettings(size=spec.default_size, frames=spec.default_frames, fps=spec.fps)
     stride = 480 // clips  # spread over the first 480 stream clips, which every tiny run trained on
@@ -224,10 +209,9 @@ def measure_text_use(spec: Any, clips: int) -> dict[str, Any]:
     text, the null text and a wrong action's (the next one in PRETRAIN_ACTIONS), at high noise only:
     below sigma 0.8 the noisy frames themselves show the motion, and the text changed the error by
     0.1 % on the class-conditional run where at sigma 0.99 it changed it by 6 %."""
-    from tiny_pretrain.configs import DataSettings
-    from tiny_pretrain.data import clip_action, render_stream_clip
-
-    from flashcli.core.evaluation import fixed_denoising_error
+    from flashcli.lab.evaluation import fixed_denoising_error
+    from flashcli.lab.pretrain.configs import DataSettings
+    from flashcli.lab.pretrain.data import clip_action, render_stream_clip
 
     if not spec.action_text:
         raise SystemExit(f"base {spec.base_id!r} has no learned action texts (action_text.safetensors)")

@@ -3,19 +3,14 @@ references must (its ancestral sampler is the core's, tested in tests/core/test_
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-_BENCH = Path(__file__).resolve().parents[1] / "bench"
-_PATH = _BENCH / "base_prior.py"
-_SPEC = importlib.util.spec_from_file_location("bench_base_prior", _PATH)
-base_prior = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = base_prior
-_SPEC.loader.exec_module(base_prior)
+import base_prior  # bench/base_prior.py: bench/ is on pytest's pythonpath (pyproject.toml)
+import pytest
 
 
+@pytest.mark.slow
 def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_path: Path) -> None:
     out = tmp_path / "prior"
     args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "2", "--out", str(out), "--etas", "0.5"]
@@ -33,7 +28,7 @@ def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_
 
 
 def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() -> None:
-    from tiny_pretrain.data import clip_action
+    from flashcli.lab.pretrain.data import clip_action
 
     seeds = base_prior.stream_seeds(["squat", "kick"], 2)
     assert all(len(found) == 2 for found in seeds.values())
@@ -41,22 +36,22 @@ def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() ->
     assert seeds["squat"][0] == min(i for i in range(200) if clip_action(i, 0) == "squat")
 
 
-def test_clips_from_rest_are_named_in_the_report_and_a_phase_of_one_is_refused(tmp_path, capsys) -> None:
-    import pytest
-
+@pytest.mark.slow
+def test_clips_from_rest_are_named_in_the_report(tmp_path) -> None:
     out = tmp_path / "rest"
     args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "1", "--samplers", "euler"]
     assert base_prior.main([*args, "--phase", "0", "--out", str(out)]) == 0
     result = json.loads((out / "base_prior.json").read_text())
     assert result["phase"] == 0.0 and "starting at phase 0." in (out / "base_prior.md").read_text()
+
+
+def test_a_phase_of_one_is_refused(capsys) -> None:
     with pytest.raises(SystemExit) as refused:
         base_prior.parse_args(["--phase", "1"])
     assert refused.value.code == 2 and "--phase must lie in [0, 1)" in capsys.readouterr().err
 
 
 def test_an_eta_outside_zero_to_one_is_refused(capsys) -> None:
-    import pytest
-
     with pytest.raises(SystemExit) as refused:
         base_prior.parse_args(["--etas", "1.5"])
     assert refused.value.code == 2 and "between 0 (Euler) and 1 (ancestral)" in capsys.readouterr().err

@@ -3,18 +3,11 @@ smoke run fits the whole denoiser and reports a distance per photo group."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
+import finetune_reach  # bench/finetune_reach.py: bench/ is on pytest's pythonpath (pyproject.toml)
 import numpy as np
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "finetune_reach.py"
-_SPEC = importlib.util.spec_from_file_location("bench_finetune_reach", _PATH)
-finetune_reach = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = finetune_reach
-_SPEC.loader.exec_module(finetune_reach)
 
 
 def test_mirrored_and_shifted_copies_are_the_clip_moved_sideways_or_mirrored() -> None:
@@ -28,6 +21,7 @@ def test_mirrored_and_shifted_copies_are_the_clip_moved_sideways_or_mirrored() -
     assert len({c.tobytes() for c in copies}) == 10
 
 
+@pytest.mark.slow
 def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--action", "lunge", "--phase", "0", "--clips", "2", "--frames", "5", "--steps", "2"]
     args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
@@ -38,6 +32,7 @@ def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "sheet.png").is_file()
 
 
+@pytest.mark.slow
 def test_save_writes_a_loadable_base_with_the_fitted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import fullsize_speed as fullsize  # bench/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 import torch
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "fullsize_speed.py"
-_SPEC = importlib.util.spec_from_file_location("bench_fullsize_speed", _PATH)
-fullsize = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = fullsize  # dataclasses look their module up there
-_SPEC.loader.exec_module(fullsize)
 
 CPU = torch.device("cpu")
 

@@ -1,18 +1,13 @@
-"""The benchmark's scores (bench/metrics.py) on inputs whose right answer is known by construction."""
+"""The benchmark's scores (flashcli.lab.metrics) on inputs whose right answer is known by construction."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "metrics.py"
-_SPEC = importlib.util.spec_from_file_location("bench_metrics", _PATH)
-metrics = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(metrics)
+from flashcli.lab import metrics
 
 NAMES = (
     "head",
@@ -228,15 +223,9 @@ def test_mirror_matching_recognises_the_same_action_done_with_the_other_hand():
 
 
 def test_shipped_keypoint_detector_finds_the_joints_of_an_unseen_person_doing_a_heldout_action():
-    import sys
-
     from flashcli.figureworld import JOINT_NAMES, render_clip
+    from flashcli.lab.keypoints.detector import load_detector
 
-    sys.path.insert(0, str(_PATH.parent))
-    try:
-        from keypoints.detector import load_detector
-    finally:
-        sys.path.remove(str(_PATH.parent))
     clip = render_clip("saw", 123, size=64, frames=5, appearance="unseen", framing="full")
     joints = load_detector().detect(clip.frames)
     scale = metrics.body_height(clip.joints, JOINT_NAMES)

@@ -1,23 +1,17 @@
-"""The real-footage motion math (bench/real/pose_motion.py) on synthetic landmarks whose answer is known.
+"""The real-footage motion math (flashcli.lab.pose_motion) on synthetic landmarks whose answer is known.
 
 No mediapipe here: the module is numpy only, so this runs in the project's venv.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "real" / "pose_motion.py"
-_SPEC = importlib.util.spec_from_file_location("bench_real_pose_motion", _PATH)
-pm = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = pm  # dataclasses look their module up there
-_SPEC.loader.exec_module(pm)
+from flashcli.lab import pose_motion as pm
 
 L = pm.NUM_LANDMARKS
 

@@ -4,7 +4,6 @@ that loads through the ordinary base path; a rerun resumes instead of starting o
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
 
 @pytest.fixture(scope="module")
 def pretrain_modules():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        from tiny_pretrain import configs, dit_stage, latent_cache, vae_stage
-        from tiny_pretrain.export import export_base
+    from flashcli.lab.pretrain import configs, dit_stage, latent_cache, vae_stage
+    from flashcli.lab.pretrain.export import export_base
 
-        yield configs, vae_stage, latent_cache, dit_stage, export_base
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return configs, vae_stage, latent_cache, dit_stage, export_base
 
 
 def toy_run(configs, root: Path):
@@ -57,6 +50,7 @@ def toy_run_with_vae(configs, vae_stage, root: Path):
     return run
 
 
+@pytest.mark.slow
 def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_path) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     torch.set_num_threads(1)
@@ -109,6 +103,7 @@ def test_every_stage_runs_and_the_export_loads_as_a_base(pretrain_modules, tmp_p
     assert any(not torch.equal(before[key], after[key]) for key in decoder_keys)
 
 
+@pytest.mark.slow
 def test_a_vae_without_time_compression_gives_every_frame_a_latent(pretrain_modules, tmp_path) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     torch.set_num_threads(1)
@@ -132,14 +127,14 @@ def test_a_vae_without_time_compression_gives_every_frame_a_latent(pretrain_modu
         vae_stage.train_vae(run)
 
 
+@pytest.mark.slow
 def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
     pretrain_modules, tmp_path
 ) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
-    from tiny_pretrain.data import clip_action
-
     from flashcli.core.specs import load_base
     from flashcli.figureworld import PRETRAIN_ACTIONS
+    from flashcli.lab.pretrain.data import clip_action
 
     run = toy_run_with_vae(configs, vae_stage, tmp_path)
     export = exporter(run, dit_stage, export_base)
@@ -172,6 +167,7 @@ def test_a_class_conditional_run_ships_an_embedding_per_pretraining_action(
         dit_stage.train_dit(run, export)
 
 
+@pytest.mark.slow
 def test_a_denoiser_of_another_size_trains_exports_and_resumes_only_at_that_size(
     pretrain_modules, tmp_path
 ) -> None:
@@ -208,7 +204,7 @@ def test_a_new_layout_starts_from_the_old_vae_with_only_the_time_convolutions_fr
     pretrain_modules, tmp_path
 ) -> None:
     _, vae_stage, *_ = pretrain_modules
-    from tiny_pretrain.checkpoint import save_checkpoint, warm_start
+    from flashcli.lab.pretrain.checkpoint import save_checkpoint, warm_start
 
     old = vae_stage.build_vae(2)
     save_checkpoint(tmp_path / "old.pt", {"model": old.state_dict()})
@@ -225,7 +221,7 @@ def test_a_new_layout_starts_from_the_old_vae_with_only_the_time_convolutions_fr
 
 
 def test_the_weight_average_follows_the_formula_and_warms_up(pretrain_modules) -> None:
-    from tiny_pretrain.weight_average import WeightAverage
+    from flashcli.lab.pretrain.weight_average import WeightAverage
 
     layer = torch.nn.Linear(1, 1, bias=False)
     extra = torch.zeros(2)
@@ -256,6 +252,7 @@ def test_the_weight_average_follows_the_formula_and_warms_up(pretrain_modules) -
         WeightAverage.start(layer, extra, decay=1.0, warmup=False)
 
 
+@pytest.mark.slow
 def test_more_clips_extend_the_latent_cache_and_keep_its_statistics(pretrain_modules, tmp_path) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     torch.set_num_threads(1)
@@ -290,12 +287,12 @@ def test_more_clips_extend_the_latent_cache_and_keep_its_statistics(pretrain_mod
     assert latent_cache.build_latent_cache(run)["clips"] == 3
 
 
+@pytest.mark.slow
 def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
     pretrain_modules, tmp_path
 ) -> None:
-    from tiny_pretrain.data import render_pool, render_stream_clip
-
     from flashcli.figureworld import render_clip
+    from flashcli.lab.pretrain.data import render_pool, render_stream_clip
 
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     run = toy_run_with_vae(configs, vae_stage, tmp_path)
@@ -317,10 +314,11 @@ def test_rest_start_clips_begin_standing_and_replace_a_cache_of_other_clips(
         configs.DataSettings(phase=1.0)
 
 
+@pytest.mark.slow
 def test_moved_positions_mark_where_a_limb_is_or_was_and_weigh_the_denoiser_loss(
     pretrain_modules, tmp_path
 ) -> None:
-    from tiny_pretrain.data import render_stream_clip
+    from flashcli.lab.pretrain.data import render_stream_clip
 
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
     still = np.full((3, 16, 16, 3), 90, dtype=np.uint8)
@@ -349,9 +347,8 @@ def test_a_photo_channel_denoiser_starts_from_a_plain_one_and_predicts_as_it_did
     pretrain_modules, tmp_path
 ) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
-    from tiny_pretrain.checkpoint import save_checkpoint
-
     from flashcli.core.specs import WanSpec
+    from flashcli.lab.pretrain.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     plain, averaged = dit_stage.build_transformer(), dit_stage.build_transformer()
@@ -420,11 +417,12 @@ def test_an_optimizer_saved_with_one_group_resumes_in_the_two_group_layout(pretr
     assert torch.equal(new.state[weights]["exp_avg"], old.state[weights]["exp_avg"])
 
 
+@pytest.mark.slow
 def test_clips_rendered_in_worker_processes_and_encoded_in_batches_match_one_at_a_time(
     pretrain_modules, tmp_path
 ) -> None:
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
-    from tiny_pretrain.data import render_stream_clip, render_stream_clips
+    from flashcli.lab.pretrain.data import render_stream_clip, render_stream_clips
 
     run = toy_run_with_vae(configs, vae_stage, tmp_path)
     serial = [render_stream_clip(run.data, index) for index in (3, 0, 5)]
@@ -453,6 +451,7 @@ def test_a_time_limited_run_sizes_its_schedule_from_its_step_rate(pretrain_modul
     assert dit_stage.steps_in_time(60, 0.2, 120.0, 100.0) == 61
 
 
+@pytest.mark.slow
 def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps(
     pretrain_modules, tmp_path
 ) -> None:
@@ -467,6 +466,7 @@ def test_a_time_limited_run_with_a_fitted_schedule_ends_before_its_nominal_steps
     assert (run.export_dir / "flash_base.json").exists()
 
 
+@pytest.mark.slow
 def test_a_new_run_starts_from_an_exported_base_folder_as_from_its_checkpoint(
     pretrain_modules, tmp_path
 ) -> None:
@@ -490,16 +490,16 @@ def test_a_new_run_starts_from_an_exported_base_folder_as_from_its_checkpoint(
         dit_stage.start_from(from_folder, tmp_path)
 
 
+@pytest.mark.slow
 def test_the_shipped_base_stages_as_a_vae_checkpoint_that_trains_a_denoiser(
     pretrain_modules, tmp_path
 ) -> None:
     """A fresh checkout has no runs/, so the GPU recipe stages the shipped base's VAE; the dit stage must
     then encode with exactly those weights and record the shipped VAE's step."""
     configs, vae_stage, latent_cache, dit_stage, export_base = pretrain_modules
-    from tiny_pretrain.base_vae import vae_checkpoint_from_base
-    from tiny_pretrain.checkpoint import save_checkpoint
-
     from flashcli.core.specs import tiny_base_folder
+    from flashcli.lab.pretrain.base_vae import vae_checkpoint_from_base
+    from flashcli.lab.pretrain.checkpoint import save_checkpoint
 
     shipped = tiny_base_folder()
     state = vae_checkpoint_from_base(shipped)

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+pytestmark = pytest.mark.slow  # each test runs the script on the shipped base (tens of seconds)
 
 
 @pytest.fixture(scope="module")
 def tiny_quality():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import tiny_quality
+    import tiny_quality  # scripts/tiny_quality.py: scripts/ is on pytest's pythonpath (pyproject.toml)
 
-        yield tiny_quality
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return tiny_quality
 
 
 def test_fit_reports_both_errors_and_their_ratio(tiny_quality, capsys) -> None:

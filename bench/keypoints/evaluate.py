@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCH))
-
-import metrics  # noqa: E402
-
-from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, PRETRAIN_ACTIONS, render_clip  # noqa: E402
-from keypoints.data import EVAL_SEED_START, in_frame, mirror_permutation  # noqa: E402
-from keypoints.detector import DEFAULT_WEIGHTS, load_detector  # noqa: E402
+from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, PRETRAIN_ACTIONS, render_clip
+from flashcli.lab import metrics
+from flashcli.lab.keypoints.data import EVAL_SEED_START, in_frame, mirror_permutation
+from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
 
 SETS = {
     "heldout_unseen": (HELDOUT_ACTIONS, "unseen"),

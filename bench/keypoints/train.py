@@ -1,6 +1,6 @@
 """Train the FigureWorld keypoint detector (seeded, resumable, one CPU thread by default).
 
-    python bench/keypoints/train.py              # the full recipe -> bench/keypoints/weights.safetensors
+    python bench/keypoints/train.py              # the full recipe -> src/flashcli/lab/keypoints/
     python bench/keypoints/train.py --resume     # continue from runs/keypoints/checkpoint.pt
     python bench/keypoints/train.py --steps 20 --train-clips 8 --out /tmp/kp.safetensors   # smoke run
 
@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flashcli.figureworld import GENERATOR_VERSION, JOINT_NAMES, PRETRAIN_ACTIONS  # noqa: E402
-from keypoints.data import (  # noqa: E402
+from flashcli.figureworld import GENERATOR_VERSION, JOINT_NAMES, PRETRAIN_ACTIONS
+from flashcli.lab.keypoints.data import (
     TRAIN_SEED_START,
     FramePool,
     augment_batch,
@@ -33,8 +31,8 @@ from keypoints.data import (  # noqa: E402
     render_pool,
     to_tensor,
 )
-from keypoints.detector import DEFAULT_WEIGHTS, save_weights  # noqa: E402
-from keypoints.model import KeypointNet  # noqa: E402
+from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, save_weights
+from flashcli.lab.keypoints.model import KeypointNet
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

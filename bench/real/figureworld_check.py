@@ -19,10 +19,9 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import score_real  # bench/real/score_real.py, beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pose_motion  # noqa: E402
-import score_real  # noqa: E402
+from flashcli.lab import pose_motion
 
 # FigureWorld joint -> mediapipe landmark (both name the person's own left and right).
 SLOTS = {

@@ -1,7 +1,8 @@
 """Score a generated video's body motion against reference videos with mediapipe pose landmarks.
 
 A second motion scorer, independent of the FigureWorld keypoint detector, for footage of real people.
-Runs in its own venv (mediapipe 0.10.21 pins numpy<2 and pulls jax; see bench/README.md):
+Runs in its own venv (mediapipe 0.10.21 pins numpy<2 and pulls jax), which holds this project without
+its dependencies for the numpy-only `flashcli.lab.pose_motion` (see bench/README.md):
 
     .venv-mediapipe/bin/python bench/real/score_real.py GENERATED.mp4 REF.mp4 [REF2.mp4 ...]
         [--labels weld,saw,...] [--mirror] [--json]
@@ -25,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pose_motion  # noqa: E402
+from flashcli.lab import pose_motion
 
 # The wheel of mediapipe 0.10.21 bundles only the "full" landmark model; the others are fetched from
 # the network on first use, which here would fail after a stack trace (or hang), so refuse up front.

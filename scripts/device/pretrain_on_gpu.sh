@@ -31,7 +31,7 @@ site=$(mktemp -d)
 # pip picks, of the staged wheels, the ones built for this Python.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --find-links .device/wheels \
   --target "$site" $(cat scripts/device/wheels.txt)
-export PYTHONPATH="$site:$PWD/src:$PWD/scripts"
+export PYTHONPATH="$site:$PWD/src"
 if [[ $device == cuda ]]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi

@@ -36,7 +36,7 @@ for version in $python_versions; do
     --platform manylinux2014_x86_64 -d .device/wheels $(cat scripts/device/wheels.txt)
 done
 # The VAE's weights and record without its optimizer state: half the size, and the lease only encodes.
-PYTHONPATH=src:scripts python - "$vae" .device/vae_checkpoint.pt <<'PY'
+PYTHONPATH=src python - "$vae" .device/vae_checkpoint.pt <<'PY'
 import sys
 from pathlib import Path
 
@@ -44,7 +44,7 @@ import torch
 
 source = Path(sys.argv[1])
 if source.is_dir():
-    from tiny_pretrain.base_vae import vae_checkpoint_from_base
+    from flashcli.lab.pretrain.base_vae import vae_checkpoint_from_base
 
     state = vae_checkpoint_from_base(source)
 else:

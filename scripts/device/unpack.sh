@@ -16,15 +16,15 @@ if [[ -z $ded && -f .device/vae_source ]]; then
 fi
 scratch=$(mktemp -d)
 cat "$files_at"/gpu_export.tar.part-* | tar -C "$scratch" -xf -
-export PYTHONPATH="$PWD/src:$PWD/scripts"
+export PYTHONPATH="$PWD/src"
 # The export's VAE weights are the staged checkpoint's: write them beside its config.json.
 python - "$scratch/gpu_export" <<'PY'
 import json
 import sys
 from pathlib import Path
 
-from tiny_pretrain.checkpoint import load_checkpoint
-from tiny_pretrain.vae_stage import build_vae, checkpoint_temporal_factor
+from flashcli.lab.pretrain.checkpoint import load_checkpoint
+from flashcli.lab.pretrain.vae_stage import build_vae, checkpoint_temporal_factor
 
 folder = Path(sys.argv[1]) / "vae"
 config = json.loads((folder / "config.json").read_text())

@@ -53,17 +53,35 @@ def test_ancestral_at_eta_zero_is_the_euler_ode_and_at_eta_one_draws_fresh_noise
         sample_ancestral(_toy_velocity, start, sigmas, 1.5, torch.Generator())
 
 
-def test_ancestral_lands_on_the_data_for_a_straight_flow() -> None:
-    # The predicted clean latent is exact at every step, so re-noising cannot move the end point.
-    x0, noise = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
-    result = sample_ancestral(
-        lambda x, sigma: (x - x0) / sigma if sigma > 0 else noise - x0,
-        noise.clone(),
-        sampling_sigmas(5, 3.0),
-        1.0,
-        torch.Generator().manual_seed(0),
+@pytest.mark.parametrize("eta", [0.6, 1.0])
+def test_ancestral_renoises_with_unit_noise_that_keeps_the_share_eta_leaves(eta: float) -> None:
+    # A straight flow with the exact velocity: every step predicts the clean latent x0 exactly, so the
+    # state at sigma is (1 - sigma) * x0 + sigma * noise, and that noise is what the sampler re-drew. It
+    # must stay unit-variance and keep a correlation of sqrt(1 - eta^2) with the step before. (At
+    # sigma 0 the noise is gone: landing on x0 alone cannot tell a right mixing formula from a wrong one.)
+    generator = torch.Generator().manual_seed(0)
+    x0, start = (
+        torch.randn(4, 16, 3, 32, 32, generator=generator),
+        torch.randn(4, 16, 3, 32, 32, generator=generator),
     )
-    assert torch.allclose(result, x0, atol=1e-5)
+    sigmas = sampling_sigmas(5, 3.0)
+    states: list[torch.Tensor] = []
+    result = sample_ancestral(
+        lambda x, sigma: (x - x0) / sigma,
+        start.clone(),
+        sigmas,
+        eta,
+        torch.Generator().manual_seed(1),
+        callback=lambda step, total, x: states.append(x),
+    )
+    assert torch.allclose(result, x0, atol=1e-4)
+    noises = [start] + [
+        (x - (1 - s) * x0) / s for x, s in zip(states[:-1], sigmas[1:-1].tolist(), strict=True)
+    ]
+    for before, after in zip(noises, noises[1:], strict=False):
+        assert after.std().item() == pytest.approx(1.0, abs=0.02)
+        kept = torch.corrcoef(torch.stack([before.flatten(), after.flatten()]))[0, 1].item()
+        assert kept == pytest.approx((1 - eta**2) ** 0.5, abs=0.02)
 
 
 def test_shifted_sigmas_run_from_one_to_zero_and_favour_noise() -> None:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from core_helpers import moving_square_clip
 
-from flashcli.core.evaluation import fixed_denoising_error
 from flashcli.core.settings import VARIANTS, AlignSettings, TrainSettings
 from flashcli.core.trainer import TrainProgress, train_adapter
+from flashcli.lab.evaluation import fixed_denoising_error
 
 
 def _settings(variant: str = "none", **overrides: object) -> TrainSettings:
@@ -178,12 +178,29 @@ def test_each_ablation_switch_changes_which_hooks_fire(
     assert (motion_blocks, correspondence_blocks) in recorded
 
 
-def test_gradient_checkpointing_changes_memory_not_results(tiny_spec) -> None:
-    clips = [moving_square_clip(0)]
-    plain = train_adapter(tiny_spec, clips, _settings("full", steps=2, learning_rate=5e-3))
-    checkpointed = train_adapter(
-        tiny_spec, clips, _settings("full", steps=2, learning_rate=5e-3, gradient_checkpointing=True)
+def _train_counting_block_runs(spec, settings: TrainSettings):
+    """Train, counting how often the first denoiser block starts (forward passes and recomputations; a
+    pre-hook, because a recomputation stops early, before a forward hook would fire)."""
+    runs = [0]
+
+    def count(*_: object) -> None:
+        runs[0] += 1
+
+    handle = spec.transformer.blocks[0].register_forward_pre_hook(count)
+    try:
+        result = train_adapter(spec, [moving_square_clip(0)], settings)
+    finally:
+        handle.remove()
+    return result, runs[0]
+
+
+def test_gradient_checkpointing_recomputes_blocks_in_backward_and_keeps_results(tiny_spec) -> None:
+    plain, plain_runs = _train_counting_block_runs(tiny_spec, _settings("full", steps=2, learning_rate=5e-3))
+    checkpointed, checkpointed_runs = _train_counting_block_runs(
+        tiny_spec, _settings("full", steps=2, learning_rate=5e-3, gradient_checkpointing=True)
     )
+    # Checkpointing keeps no block activations: backward runs each block's forward a second time.
+    assert plain_runs > 0 and checkpointed_runs == 2 * plain_runs
     for key, value in plain.adapter.items():
         assert torch.allclose(checkpointed.adapter[key], value, atol=1e-6), key
     assert not tiny_spec.transformer.gradient_checkpointing

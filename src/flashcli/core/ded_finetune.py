@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from flashcli.core.progress import TrainProgress
 from flashcli.core.settings import TrainSettings
 
 if TYPE_CHECKING:
     from flashcli.core.ded import DetailEnhancedDecoder
     from flashcli.core.specs.wan import WanSpec
-    from flashcli.core.trainer import TrainProgress
 
 DED_WEIGHTS_FORMAT = "1"
 REQUIRED_METADATA = ("flash_ded_format", "base_id", "base_weight_hash", "vae_hash", "ded_config")
@@ -61,7 +61,6 @@ def finetune_ded(
     clips: the same clips as uint8 (frames, size, size, 3). Progress is reported with phase "ded".
     """
     from flashcli.core.pixels import video_to_tensor
-    from flashcli.core.trainer import TrainProgress
 
     if spec.ded is None:
         raise ValueError(f"base {spec.base_id!r} has no Detail Enhancement Decoder to fine-tune")

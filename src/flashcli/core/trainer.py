@@ -15,8 +15,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from flashcli.core.adapter import (
     attach_new_lora,
     lora_parameters,
 )
+from flashcli.core.atomic import atomic_path
 from flashcli.core.devices import autocast_dtype
 from flashcli.core.flow import (
     flow_loss,
@@ -42,6 +41,7 @@ from flashcli.core.flow import (
     velocity_target,
 )
 from flashcli.core.pixels import video_to_tensor
+from flashcli.core.progress import TrainProgress
 from flashcli.core.settings import DED_FINETUNE_FIELDS, TrainSettings
 
 if TYPE_CHECKING:
@@ -51,24 +51,6 @@ if TYPE_CHECKING:
 TRAIN_ADAPTER_NAME = "flash_train"
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainProgress:
-    """One report to the progress callback.
-
-    phase "encode": the clips and their augmented copies go through the VAE once (step = videos
-    encoded so far, losses empty, learning_rate 0); phase "train": one report per optimiser step;
-    phase "ded" (only with settings.ded_finetune_steps): one report per step of the DED fine-tuning.
-    """
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    seconds_per_step: float
-    eta_seconds: float
-    learning_rate: float
-    phase: str = "train"
 
 
 @dataclasses.dataclass
@@ -323,11 +305,6 @@ def _micro_batch_losses(
     return terms
 
 
-# Kept under their old private names too: scripts/tiny_pretrain imports them from here.
-_noisy_with_clean_first_frame = noisy_with_clean_first_frame
-_flow_loss = flow_loss
-
-
 def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
     warmup, total, schedule = settings.warmup_steps, settings.steps, settings.lr_schedule
 
@@ -490,15 +467,10 @@ def _write_checkpoint(
         "losses": history,
         "train_seconds": train_seconds,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", dir=folder)
-    os.close(handle)
-    try:
-        torch.save(state, staging)
-        os.replace(staging, folder / CHECKPOINT_NAME)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    # Through a file handle: torch.save on a path hides a full disk behind a RuntimeError, a handle's
+    # write raises the OSError that the CLI turns into a sentence (exit 2).
+    with atomic_path(folder / CHECKPOINT_NAME) as staging, open(staging, "wb") as handle:
+        torch.save(state, handle)
 
 
 def _read_checkpoint(folder: Path | None, spec: WanSpec, settings: TrainSettings) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from flashcli.figureworld import JOINT_NAMES
-from keypoints.data import mirror_permutation, to_tensor
-from keypoints.model import KeypointNet
+
+from .data import mirror_permutation, to_tensor
+from .model import KeypointNet
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights.safetensors"
 FORMAT_VERSION = "1"

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import flow
-from .adapter import adapters_attached, conditioning_text
-from .pixels import video_to_tensor
+from flashcli.core import flow
+from flashcli.core.adapter import adapters_attached, conditioning_text
+from flashcli.core.pixels import video_to_tensor
 
 
 def fixed_denoising_error(

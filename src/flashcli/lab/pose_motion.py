@@ -1,6 +1,6 @@
 """Motion scores for body landmarks of real footage, as pure numpy (no mediapipe, no torch).
 
-`score_real.py` fills these from mediapipe's 33 pose landmarks; this module only does the math, so
+`bench/real/score_real.py` fills these from mediapipe's 33 pose landmarks; this module only does the math, so
 the main venv can test it. Conventions: `xy` = float (F, L, 2) pixel x, y per frame and landmark;
 `visible` = bool (F, L), False where the landmark was not seen (or the frame had no person).
 
@@ -11,35 +11,18 @@ scaling would erase a bow. Where the person stands and how large they are then n
 
 Motion is compared as displacement from the first frame where the person is seen, after DTW time
 alignment (the generated clip may be faster or slower than the reference). The DTW itself is the
-benchmark's own `metrics.dtw_path`.
+benchmark's own `flashcli.lab.metrics.dtw_path`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-
-def _load_metrics():  # noqa: ANN202 - a module object
-    """bench/metrics.py, loaded by path: bench/ is not a package, and this keeps sys.path clean."""
-    name = "flash_bench_metrics"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "metrics.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-dtw_path = _load_metrics().dtw_path
+from .metrics import dtw_path
 
 # mediapipe Pose landmark indices (BlazePose topology).
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24

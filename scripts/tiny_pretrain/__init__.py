@@ -1,1 +1,0 @@
-"""Pieces of the `tiny` base pretraining script (scripts/pretrain_tiny.py): configs, data, stages."""
