@@ -9,12 +9,17 @@ hair, trousers, shoes) is shared by both.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 AppearanceSplit = Literal["seen", "unseen"]
+# "standard": textured clothes, busy backgrounds, figures 62-80% of the frame height. "simple": flat
+# colours on a flat wall and figures that fill 74-86% of the frame, so a small model's capacity goes to
+# motion (the first rung of the tiny base's ladder). Both keep the seen/unseen split of colour and build.
+World = Literal["standard", "simple"]
+WORLDS: tuple[str, ...] = ("standard", "simple")
 
 # Continuous split parameters: name -> {split: tuple of half-open intervals [lo, hi)}.
 CONTINUOUS_SPLITS: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
@@ -127,9 +132,33 @@ def in_split(name: str, value: object, split: AppearanceSplit) -> bool:
     raise KeyError(f"{name!r} is not a split appearance parameter")
 
 
-def sample_appearance(rng: np.random.Generator, split: AppearanceSplit) -> Appearance:
+def sample_appearance(
+    rng: np.random.Generator, split: AppearanceSplit, world: World = "standard"
+) -> Appearance:
     if split not in ("seen", "unseen"):
         raise ValueError(f"appearance must be 'seen' or 'unseen', not {split!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}, not {world!r}")
+    look = _sample_standard(rng, split)
+    return look if world == "standard" else _simplified(look, rng)
+
+
+def _simplified(look: Appearance, rng: np.random.Generator) -> Appearance:
+    """The simple world's version of a look: the same person and colours, flat clothes on a flat wall,
+    framed large and nearly frontal. Drawn after the standard look, so standard clips stay as they were."""
+    return replace(
+        look,
+        top_pattern="solid",
+        background="flat",
+        floor_line=False,
+        height_fraction=float(rng.uniform(0.74, 0.86)),
+        centre_x=float(rng.uniform(0.45, 0.55)),
+        ground_y=float(rng.uniform(0.95, 0.985)),
+        view_yaw=float(rng.uniform(-0.35, 0.35)),
+    )
+
+
+def _sample_standard(rng: np.random.Generator, split: AppearanceSplit) -> Appearance:
     top_hue = _uniform_in(rng, CONTINUOUS_SPLITS["top_hue"][split])
     top_value = float(rng.uniform(0.35, 0.9))
     return Appearance(

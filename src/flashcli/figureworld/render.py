@@ -9,8 +9,8 @@ from typing import Literal
 import numpy as np
 
 from flashcli.figureworld.actions import ACTIONS
-from flashcli.figureworld.actions.base import Variation
-from flashcli.figureworld.appearance import Appearance, AppearanceSplit, sample_appearance
+from flashcli.figureworld.actions.base import ActionDef, Variation
+from flashcli.figureworld.appearance import Appearance, AppearanceSplit, World, sample_appearance
 from flashcli.figureworld.background import render_background
 from flashcli.figureworld.camera import Camera
 from flashcli.figureworld.figure import PART_INDEX, FigurePaints, figure_parts, joint_visibility
@@ -49,6 +49,15 @@ def _rng(action: str, seed: int, purpose: str) -> np.random.Generator:
     )
 
 
+def _definition(action: str | ActionDef) -> ActionDef:
+    """A named action from the library, or a ready ActionDef (a family motion) as it is."""
+    if isinstance(action, ActionDef):
+        return action
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; known actions: {', '.join(sorted(ACTIONS))}")
+    return ACTIONS[action]
+
+
 def _shake_offsets(rng: np.random.Generator, frames: int, amplitude: float) -> np.ndarray:
     """Smooth integer camera jitter (F, 2), at most amplitude pixels from the start."""
     steps = rng.normal(0.0, amplitude * 0.5, size=(frames, 2))
@@ -67,7 +76,7 @@ def _camera(look: Appearance, framing: str, height: int, width: int) -> Camera:
 
 
 def render_clip(
-    action: str,
+    action: str | ActionDef,
     seed: int,
     *,
     size: int | tuple[int, int] = 128,
@@ -77,17 +86,20 @@ def render_clip(
     camera_shake: bool = False,
     framing: Literal["full", "close_up"] | None = None,
     phase: float | None = None,
+    world: World = "standard",
 ) -> Clip:
     """Render `frames` frames of a figure doing `action`; the same arguments give the same bytes.
 
+    action is a name in ACTIONS or an ActionDef (a generated motion: family.family_action(params)).
     size is an int (square) or (height, width). appearance picks the seen or unseen range of looks.
     framing: "full" shows the whole figure; "close_up" frames hand work from the waist up; None lets
     the seed choose (close-ups only for actions that allow them). phase: where in its cycle the
     action starts, in [0, 1) (0 is the cycle's start, e.g. standing before a lunge, as people usually
-    record an action); None lets the seed choose. Everything else about the clip stays the seed's.
+    record an action); None lets the seed choose. world: "standard" or "simple" (flat looks, figures
+    filling the frame; see appearance.World). Everything else about the clip stays the seed's.
     """
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; known actions: {', '.join(sorted(ACTIONS))}")
+    definition = _definition(action)
+    action = definition.name  # seeds and meta go by name; every family motion is "family"
     if frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")
     if fps <= 0:
@@ -99,13 +111,14 @@ def render_clip(
     if phase is not None and not 0.0 <= phase < 1.0:
         raise ValueError(f"phase must be in [0, 1), got {phase}")
     height, width = _size_hw(size)
-    definition = ACTIONS[action]
 
-    look = sample_appearance(_rng(action, seed, f"appearance-{appearance}"), appearance)
+    look = sample_appearance(_rng(action, seed, f"appearance-{appearance}"), appearance, world)
     variation = Variation.sample(_rng(action, seed, "variation"))
     if phase is not None:
         variation = replace(variation, phase=float(phase))
     body = Body.build(look.build, look.leg_ratio, look.head_ratio, look.shoulder_ratio)
+    if framing is None and world == "simple":
+        framing = "full"  # the simple world frames the whole figure large; close-ups are for later rungs
     if framing is None:
         close = definition.close_up and _rng(action, seed, "framing").random() < 0.5
         framing = "close_up" if close else "full"
@@ -154,6 +167,7 @@ def render_clip(
         "frames": frames,
         "fps": float(fps),
         "camera_shake": bool(camera_shake),
+        "world": world,
         "framing": framing,
         "camera": {
             "yaw": yaw,
@@ -166,4 +180,6 @@ def render_clip(
         "joint_names": list(JOINT_NAMES),
         "part_names": list(PART_INDEX),
     }
+    if definition.motion_params is not None:
+        meta["motion"] = dict(definition.motion_params)
     return Clip(frames=video, joints=joints, visible=visible, mask=mask, meta=meta)

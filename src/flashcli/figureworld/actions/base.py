@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -99,6 +99,8 @@ class ActionDef:
     tools: tuple[str, ...] = ()  # what may be held (for documentation and tests)
     view: Literal["front", "any", "side"] = "any"  # the camera angles that show this action best
     close_up: bool = False  # whether clips may be framed from the waist up (hand work)
+    # A generated motion's JSON description (figureworld.family), recorded as a clip's meta["motion"].
+    motion_params: Mapping[str, object] | None = field(default=None, compare=False)
 
     def camera_yaw(self, sampled_yaw: float) -> float:
         """The clip's camera yaw: the sampled one, narrowed towards the view that reads best."""
@@ -109,16 +111,18 @@ class ActionDef:
             return math.copysign(magnitude, sampled_yaw)
         return sampled_yaw
 
-    def frame(self, t: float, variation: Variation) -> Frame:
+    def frame(self, t: float, variation: Variation, *, sway: bool = True) -> Frame:
+        """The frame at t seconds; sway=False leaves out the sway (motion signatures compare actions)."""
         cycle = t * variation.speed / self.period + variation.phase
         frame = self.motion(cycle, t, variation)
-        # People are never perfectly still: a slow, small sway of the head and upper body (its own
-        # rhythm per clip) on top of every action keeps the parts the action does not use alive.
-        sway = TAU * (0.35 * t + variation.extra[3])
-        pose = frame.pose
-        pose.head_pitch += 0.03 * math.sin(sway)
-        pose.head_roll += 0.025 * math.sin(0.7 * sway + 1.3)
-        pose.spine_roll += 0.012 * math.sin(0.5 * sway + 2.1)
+        if sway:
+            # People are never perfectly still: a slow, small sway of the head and upper body (its own
+            # rhythm per clip) on top of every action keeps the parts the action does not use alive.
+            angle = TAU * (0.35 * t + variation.extra[3])
+            pose = frame.pose
+            pose.head_pitch += 0.03 * math.sin(angle)
+            pose.head_roll += 0.025 * math.sin(0.7 * angle + 1.3)
+            pose.spine_roll += 0.012 * math.sin(0.5 * angle + 2.1)
         if variation.handed < 0:
             frame.pose = frame.pose.mirrored()
             frame.props.tool_hand = "l" if frame.props.tool_hand == "r" else "r"
