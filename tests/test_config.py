@@ -35,18 +35,54 @@ def test_flags_override_the_preset_and_missing_flags_keep_it() -> None:
     assert settings.align.motion_align is False and settings.align.correspondence_align is True
 
 
-def test_default_preset_is_standard() -> None:
-    name, _, _ = resolve_learn(None, {})
-    assert name == "standard"
+def test_without_a_preset_learn_and_animate_run_exactly_as_the_standard_preset() -> None:
+    # The README's promise: no --preset is --preset standard, setting for setting (not the models'
+    # own field defaults, which could drift from the shipped file).
+    assert resolve_learn(None, {}) == resolve_learn("standard", {})
+    assert resolve_animate(None, {}) == resolve_animate("standard", {})
+    assert resolve_learn(None, {})[1] != resolve_learn("quick", {})[1]
 
 
 def test_bad_flag_value_names_the_setting() -> None:
-    with pytest.raises(UserError, match="'rank'"):
+    with pytest.raises(UserError, match="--rank 0"):
         resolve_learn("quick", {"rank": 0})
-    with pytest.raises(UserError, match="'crop'"):
+    with pytest.raises(UserError, match="--crop zoom"):
         resolve_learn("quick", {"crop": "zoom"})
-    with pytest.raises(UserError, match="'format'"):
+    with pytest.raises(UserError, match="--format avi"):
         resolve_animate("quick", {"format": "avi"})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"format": "mov"}, "--format mov is not allowed; use one of mp4, gif, webp, png."),
+        ({"steps": 0}, "--steps 0 is not allowed; use a whole number from 1 to 1000."),
+        ({"fps": 0.0}, "--fps 0 is not allowed; use a number that is above 0 and at most 120."),
+    ],
+)
+def test_a_bad_animate_flag_is_blamed_on_the_flag_with_what_it_accepts(flags: dict, message: str) -> None:
+    # The issue: these ended with "check the flag or preset 'as learned'", which names neither the
+    # flag nor what it takes.
+    with pytest.raises(UserError) as caught:
+        resolve_animate(None, flags, stored={"steps": 3})
+    assert str(caught.value) == message
+
+
+def test_a_bad_learn_flag_names_the_limit_of_the_model_that_refused_it() -> None:
+    with pytest.raises(UserError) as caught:
+        resolve_learn("quick", {"steps": 0})
+    assert str(caught.value) == "--steps 0 is not allowed; use a whole number that is at least 1."
+    with pytest.raises(UserError) as caught:  # the config takes 3 frames, the core needs 5 or more
+        resolve_learn("quick", {"frames": 3})
+    assert str(caught.value) == "--frames 3 is not allowed; use a whole number that is at least 5."
+
+
+def test_a_bad_stored_setting_blames_the_action_not_a_flag() -> None:
+    with pytest.raises(UserError) as caught:
+        resolve_animate(None, {}, stored={"steps": 0})
+    message = str(caught.value)
+    assert "stored with the action" in message and "--preset" in message
+    assert "--steps" not in message and "from 1 to 1000" in message
 
 
 def test_preset_with_a_typo_names_the_file_and_key(tmp_path: Path) -> None:
@@ -93,3 +129,27 @@ def test_a_preset_can_choose_the_sampler_and_a_bad_eta_names_it(tmp_path: Path) 
     preset.write_text('description = "x"\n[animate.core]\neta = 1.5\n')
     with pytest.raises(UserError, match="eta"):
         resolve_animate(str(preset), {})
+
+
+def test_the_base_shape_is_read_without_torch_and_agrees_with_the_loaded_base(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from flashcli.config import base_shape
+    from flashcli.core.specs import load_base
+
+    probe = (
+        "import sys; from flashcli.config import base_shape; base_shape('tiny'); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # cheap: a wrong --size fails before torch or the model loads
+    shape, spec = base_shape("tiny"), load_base("tiny", device="cpu")
+    assert shape is not None
+    assert (shape.base_id, shape.frame_step, shape.size_multiple) == (
+        spec.base_id,
+        spec.frame_step,
+        spec.size_multiple,
+    )
+    assert (shape.default_frames, shape.default_size) == (spec.default_frames, spec.default_size)
+    assert base_shape(str(tmp_path)) is None  # not a base: loading it will say why

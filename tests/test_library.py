@@ -11,12 +11,15 @@ import zipfile
 from pathlib import Path
 
 import filelock
+import numpy as np
 import pytest
+import safetensors.numpy
 
 from flashcli.errors import UserError
 from flashcli.library import (
     ADAPTER_FILE,
     MANIFEST_FILE,
+    PREVIEW_FILE,
     ActionManifest,
     ClipRecord,
     Library,
@@ -25,7 +28,8 @@ from flashcli.library import (
     write_manifest,
 )
 
-ADAPTER_BYTES = b"pretend safetensors payload"
+# A real (if tiny) safetensors file: loading an action checks that its weights are readable and finite.
+ADAPTER_BYTES = safetensors.numpy.save({"lora_A": np.ones((2, 4), dtype=np.float32)})
 
 
 def manifest_for(name: str) -> ActionManifest:
@@ -141,7 +145,7 @@ def test_unknown_action_names_the_library_and_the_fix(tmp_path: Path) -> None:
         Library(tmp_path).manifest("run")
 
 
-@pytest.mark.parametrize("name", ["", "has space", "a:b", "../up", ".hidden", "x" * 65])
+@pytest.mark.parametrize("name", ["", "has space", "a:b", "../up", ".hidden", "x" * 65, "w\n", "ok\n"])
 def test_bad_action_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError, match="not a valid action name"):
         add_action(Library(tmp_path), name)
@@ -205,3 +209,72 @@ def test_library_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is a file"):
         Library.open(file)
     assert os.path.isfile(file)
+
+
+def test_manifest_an_older_flash_wrote_for_an_undecodable_clip_name_reads(tmp_path: Path) -> None:
+    data = manifest_for("weld").model_dump(mode="json")
+    data["clips"][0]["path"] = "clips/clip\udcff.mp4"  # json.dumps writes the lone surrogate as \udcff
+    path = tmp_path / MANIFEST_FILE
+    path.write_text(json.dumps(data))
+    manifest = read_manifest(path)
+    assert manifest.clips[0].path == "clips/clip\\xff.mp4"
+    write_manifest(path, manifest)
+    path.read_bytes().decode("utf-8")
+    assert read_manifest(path) == manifest
+
+
+def test_commit_records_every_files_size_and_the_previews_hash(tmp_path: Path) -> None:
+    lib = Library(tmp_path)
+    with lib.writing("weld", force=False) as staging:
+        (staging.path / ADAPTER_FILE).write_bytes(ADAPTER_BYTES)
+        (staging.path / PREVIEW_FILE).write_bytes(b"GIF89a preview")
+        write_manifest(staging.path / MANIFEST_FILE, manifest_for("weld"))
+        staging.commit(force=False)
+    manifest = lib.verified("weld")
+    assert manifest.adapter_size == len(ADAPTER_BYTES)
+    assert manifest.preview_size == len(b"GIF89a preview")
+    assert manifest.preview_sha256 == hashlib.sha256(b"GIF89a preview").hexdigest()
+
+
+def test_import_refuses_a_member_whose_size_is_not_the_declared_one_before_writing(tmp_path: Path) -> None:
+    lib = Library(tmp_path / "lib")
+    add_action(lib, "weld")
+    exported = lib.export("weld", tmp_path / "weld.flash")
+    with zipfile.ZipFile(exported) as archive:
+        manifest = json.loads(archive.read(MANIFEST_FILE))
+        adapter = archive.read(ADAPTER_FILE)
+    assert manifest["adapter_size"] == len(ADAPTER_BYTES)
+    lying = tmp_path / "lying.flash"
+    with zipfile.ZipFile(lying, "w") as archive:
+        archive.writestr(MANIFEST_FILE, json.dumps({**manifest, "adapter_size": len(adapter) - 1}))
+        archive.writestr(ADAPTER_FILE, adapter)
+    other = Library(tmp_path / "other")
+    with pytest.raises(UserError, match="adapter.safetensors inside .* does not match its manifest"):
+        other.import_(lying, name=None, force=False)
+    assert not other.root.exists()  # refused from the zip's header: not even the library folder was made
+
+
+def test_a_manifest_cannot_point_the_ded_at_another_file(tmp_path: Path) -> None:
+    data = manifest_for("weld").model_dump(mode="json")
+    data["ded"] = {
+        "file": "../other/ded.safetensors",
+        "sha256": "00",
+        "steps": 1,
+        "learning_rate": 0.1,
+        "seconds": 1.0,
+        "final_losses": {},
+    }
+    path = tmp_path / MANIFEST_FILE
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="invalid at 'ded.file'"):
+        read_manifest(path)
+
+
+def test_remove_takes_a_listed_folder_whose_name_is_no_longer_allowed(tmp_path: Path) -> None:
+    """An older flash let some names through (one with a trailing newline); they stay removable."""
+    lib = Library(tmp_path)
+    add_action(lib, "weld")
+    os.rename(tmp_path / "weld", tmp_path / "old weld")
+    assert lib.names() == ["old weld"]
+    lib.remove("old weld")
+    assert lib.names() == [] and visible_entries(tmp_path) == []

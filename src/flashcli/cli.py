@@ -2,32 +2,99 @@
 
 Thin on purpose: parse, check the user's input, call the core, persist through the library, print.
 torch and diffusers are imported inside the commands that need them, so `flash --help` stays fast.
-Exit codes: 0 success, 2 bad usage or bad input (one sentence on stderr), 1 internal failure.
+Exit codes: 0 success, 2 bad usage, bad input or an environment that refused (a full disk, a read-only
+or unreadable path; one sentence on stderr), 1 internal failure, 130 interrupted.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import math
 import os
 import shutil
 import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
-from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError
+from flashcli import __version__
+from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError, environment_problem
 
-app = typer.Typer(
+# The choices of --crop, --format and --device, spelled out here so `flash --help` need not import
+# pydantic; tests/cli/test_conventions.py keeps them equal to flashcli.config's.
+Crop = Literal["center", "pad", "stretch"]
+Format = Literal["mp4", "gif", "webp", "png"]
+Device = Literal["auto", "cuda", "cpu"]
+
+# Help shows what a value is, never a Python type: `--steps N`, not `--steps <int>`.
+_METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT", "dir": "DIR", "file": "FILE", "path": "PATH"}
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown by its name alone: `CLIPS...`, not `CLIPS <list[Path]>` or `{CLIPS}...`."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+class _FlashCommand(TyperCommand):
+    """A command whose help names values (N, FILE, DIR, a|b|c) instead of Python types."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument  # same object, a help-only override
+            elif param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = _metavar(param)
+
+
+def _metavar(param: Any) -> str | None:
+    """N, NUMBER, TEXT, FILE, DIR, PATH or the choices a|b|c, from what typer knows of the option."""
+    described = getattr(param, "type_descriptor", None)
+    if described is None:  # another typer: keep its own display
+        return None
+    if described.choices:
+        return "|".join(map(str, described.choices))
+    if described.is_path:
+        return _METAVARS.get(described.path_type, "PATH")
+    annotation = described.annotation
+    if get_origin(annotation) is list:  # a repeatable option: name one value
+        annotation = get_args(annotation)[0]
+    return _METAVARS.get(getattr(annotation, "__name__", ""))
+
+
+class _FlashTyper(typer.Typer):
+    """Every command of the app is a _FlashCommand."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _FlashCommand, **kwargs)
+
+
+app = _FlashTyper(
     name="flash",
     help="Teach a video model a human action from a few clips, then animate any photo with it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +103,7 @@ LibraryOption = Annotated[
     Path | None,
     typer.Option(
         "--library",
+        metavar="DIR",
         help="Library folder (default: $FLASH_HOME, else the platform's user data dir).",
         file_okay=False,
     ),
@@ -43,16 +111,100 @@ LibraryOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout (logs stay on stderr).")
 ]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cuda or cpu.")]
+DeviceOption = Annotated[
+    Device | None,
+    typer.Option("--device", help="Where to run (default: auto = cuda when available, else cpu)."),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"flash {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    library: LibraryOption = None,
+    json_output: JsonOption = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, expose_value=False, callback=_print_version, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Teach a video model a human action from a few clips, then animate any photo with it.
+
+    --library and --json work before the command (flash --library DIR inspect) or after it."""
+    given: dict[str, Any] = {"library": library} if library is not None else {}
+    if json_output:
+        given["json_output"] = True
+    # click's default_map: the command's own --library / --json still win over these.
+    ctx.default_map = {name: dict(given) for name in getattr(ctx.command, "commands", {})}
+
+
+# What the running command has saved for good, so that an interrupt after a commit does not deny it.
+_SAVED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("flash_saved", default=None)
+
+
+def _note_saved(what: str) -> None:
+    saved = _SAVED.get()
+    if saved is not None:
+        saved.append(what)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while something must finish whole (a commit and its record), then
+    deliver them as KeyboardInterrupt. Python runs signal handlers in the main thread only, so this
+    works whichever thread the signal arrives on; elsewhere it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _interrupt_message() -> str:
+    saved = _SAVED.get()
+    if saved:
+        return f"Interrupted after {' and '.join(saved)} had been saved in full; nothing else was written."
+    return "Interrupted; nothing was saved."
+
+
+def _destination(arguments: dict[str, Any]) -> Path | None:
+    """Where the command writes, named when an environment error does not say which file it hit."""
+    for key in ("output", "destination", "plot", "contact_sheet", "out_dir"):
+        if arguments.get(key) is not None:
+            return Path(arguments[key])
+    if "out_dir" in arguments or "destination" in arguments:  # their default: the current folder
+        return Path.cwd()
+    if "library" in arguments:
+        from flashcli.library import default_root
+
+        return arguments["library"] or default_root()
+    return None
 
 
 def handles_errors(command: F) -> F:
-    """Turn a UserError into its sentence + exit 2, anything unexpected into a short report + exit 1."""
+    """Turn a UserError or an environment error (full disk, read-only or unreadable path, a path
+    through a file) into one sentence + exit 2, anything unexpected into a short report + exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from flashcli.terminal import say
 
+        token = _SAVED.set([])
         try:
             return command(*args, **kwargs)
         except UserError as error:
@@ -61,9 +213,13 @@ def handles_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
-            say("Interrupted; nothing was saved.")
+            say(_interrupt_message())
             raise typer.Exit(130) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence: report, never a raw traceback
+            sentence = environment_problem(error, _destination(kwargs))
+            if sentence is not None:
+                say(f"error: {sentence}")
+                raise typer.Exit(EXIT_USAGE) from None
             if os.environ.get("FLASH_DEBUG"):
                 traceback.print_exc()
             say(
@@ -71,6 +227,8 @@ def handles_errors(command: F) -> F:
                 "rerun with FLASH_DEBUG=1 for the traceback and report it."
             )
             raise typer.Exit(EXIT_INTERNAL) from None
+        finally:
+            _SAVED.reset(token)
 
     return wrapper  # type: ignore[return-value]
 
@@ -85,19 +243,50 @@ def _load_base(source: str, device: str) -> Any:
         raise UserError(f"Cannot use base '{source}' on device '{device}': {error}.") from None
 
 
-def _check_fits(spec: Any, frames: int, size: int) -> None:
-    """Frame count and size the base can take, or a sentence saying what would."""
-    if not spec.frames_ok(frames):
-        raise UserError(
-            f"--frames {frames} does not fit base '{spec.base_id}': "
-            f"it needs {spec.frame_step}k+1 frames (e.g. {spec.nearest_frames(frames)})."
+def _nearest(value: int, step: int, offset: int) -> int:
+    """The number offset + step * k (k >= 1) nearest to `value`; halfway goes up (63 -> 64, 7 -> 9)."""
+    return offset + step * max(1, math.floor((value - offset) / step + 0.5))
+
+
+def _check_fits(spec: Any, frames: int, size: int, *, flags: dict[str, Any], source: str) -> None:
+    """Frame count and size the base can take, or a sentence naming the nearest that would.
+
+    `spec` is a loaded base or its BaseShape; a value not given by its flag came from `source`."""
+
+    def subject(flag: str, noun: str, value: int) -> str:
+        return (
+            f"{flag} {value}"
+            if flags.get(flag.removeprefix("--")) is not None
+            else f"The {noun} {value} of {source}"
         )
-    if size % spec.size_multiple:
-        nearest = max(spec.size_multiple, size // spec.size_multiple * spec.size_multiple)
+
+    step, multiple = spec.frame_step, spec.size_multiple
+    if frames < 2 or (frames - 1) % step:
+        nearest = _nearest(frames, step, 1)
         raise UserError(
-            f"--size {size} does not fit base '{spec.base_id}': use a multiple of {spec.size_multiple} "
-            f"(e.g. {nearest})."
+            f"{subject('--frames', 'frame count', frames)} does not fit base '{spec.base_id}', which takes "
+            f"{step}k+1 frames; use --frames {nearest}, the nearest that fits."
         )
+    if size < multiple or size % multiple:
+        nearest = _nearest(size, multiple, 0)
+        raise UserError(
+            f"{subject('--size', 'size', size)} does not fit base '{spec.base_id}', which takes multiples "
+            f"of {multiple}; use --size {nearest}, the nearest that fits."
+        )
+
+
+def _check_fits_early(
+    source: str, frames: int | None, size: int | None, *, flags: dict[str, Any], origin: str
+) -> None:
+    """The same check before the base loads, from its config files alone (when they tell)."""
+    from flashcli.config import base_shape
+
+    shape = base_shape(source)
+    if shape is None:
+        return
+    frames, size = frames or shape.default_frames, size or shape.default_size
+    if frames is not None and size is not None:
+        _check_fits(shape, frames, size, flags=flags, source=origin)
 
 
 def _base_source(base: str) -> str:
@@ -127,29 +316,55 @@ def learn(
         list[Path],
         typer.Argument(metavar="CLIPS", help="A folder of clips, or several video files / frame folders."),
     ],
-    action: Annotated[str, typer.Option("--action", "-a", help="Name of the action to create.")],
-    base: Annotated[str | None, typer.Option(help="Base model: 'tiny' (embedded) or a folder.")] = None,
-    preset: Annotated[
-        str | None, typer.Option(help="quick, standard (default), best, or a .toml file.")
+    action: Annotated[
+        str, typer.Option("--action", "-a", metavar="NAME", help="Name of the action to create.")
+    ],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            metavar="tiny|FOLDER", help="Base model: the embedded 'tiny' or a folder (default: tiny)."
+        ),
     ] = None,
-    prompt: Annotated[str | None, typer.Option(help="Text describing the action (for text bases).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
-    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames per clip: 4k+1 (5, 9, 17, ...).")] = None,
-    size: Annotated[int | None, typer.Option(help="Square frame size in pixels.")] = None,
-    crop: Annotated[str | None, typer.Option(help="Fit frames by centre crop, pad or stretch.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE.toml", help="quick, standard, best, or a .toml file (default: standard)."
+        ),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Text describing the action (for text bases).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", help="Training steps (default: the preset's).")
+    ] = None,
+    rank: Annotated[int | None, typer.Option(metavar="N", help="LoRA rank (default: the preset's).")] = None,
+    frames: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Frames per clip: 4k+1 (5, 9, 17, ...) (default: the base's)."),
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="Square frame size in pixels (default: the base's).")
+    ] = None,
+    crop: Annotated[
+        Crop | None,
+        typer.Option(help="Fit frames by centre crop, pad (black bars) or stretch (default: center)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Random seed (default: 0).")] = None,
     ded_steps: Annotated[
         int | None,
         typer.Option(
             "--ded-steps",
+            metavar="N",
             help="After the adapter, fine-tune the base's Detail Enhancement Decoder on the clips "
-            "for N steps (default 0 = off).",
+            "for N steps (default: 0 = off).",
         ),
     ] = None,
     device: DeviceOption = None,
     preview_photo: Annotated[
-        Path | None, typer.Option(help="Photo for the preview GIF (default: a held-out FigureWorld figure).")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Photo for the preview GIF (default: a held-out FigureWorld figure)."
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run of the same action.")
@@ -179,6 +394,8 @@ def learn(
         "ded_steps": ded_steps,
     }
     preset_name, config, animate_defaults = resolve_learn(preset, flags)
+    origin = f"preset '{preset_name}'"
+    _check_fits_early(config.base, config.frames, config.size, flags=flags, origin=origin)
     lib = Library.open(library)
     if lib.exists(action) and not force:
         raise UserError(
@@ -194,7 +411,7 @@ def learn(
     spec = _load_base(config.base, config.device)
     frame_count = config.frames or spec.default_frames
     frame_size = config.size or spec.default_size
-    _check_fits(spec, frame_count, frame_size)
+    _check_fits(spec, frame_count, frame_size, flags=flags, source=origin)
     settings = config.train_settings(frame_count, frame_size)
     _check_ded_finetune(spec, settings, from_flag=ded_steps is not None)
 
@@ -220,7 +437,9 @@ def learn(
             result,
             preview_still,
         )
-        target = staging.commit(force=force)
+        with _interrupts_held():  # an interrupt now is told whether the action was saved
+            target = staging.commit(force=force)
+            _note_saved(f"action '{action}' ({target})")
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     summary = {
@@ -254,6 +473,7 @@ def _read_preview_photo(path: Path) -> Any:
 
 
 def _show_preflight(report: Any, frames: int, size: int, crop: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from flashcli.terminal import stderr_console, warn
@@ -264,7 +484,7 @@ def _show_preflight(report: Any, frames: int, size: int, crop: str) -> None:
     for clip in report.clips:
         record = clip.record
         table.add_row(
-            Path(record.path).name,
+            escape(Path(record.path).name),  # a clip named `a[/b].mp4` is text, not markup
             f"{record.duration:.2f} s",
             f"{record.fps:g}",
             f"{record.width}x{record.height}",
@@ -469,15 +689,16 @@ def _parse_action(text: str, lib: Any) -> _ActionRef:
                 f"Adapter file '{path}' does not exist; pass a library action name or an adapter file."
             )
         return _ActionRef(path.stem, strength, path, None)
-    folder = lib.require(name)
-    return _ActionRef(name, strength, folder / ADAPTER_FILE, lib.manifest(name))
+    manifest = lib.verified(name)  # its files' hashes, sizes and finite weights, before any work
+    return _ActionRef(name, strength, lib.action_dir(name) / ADAPTER_FILE, manifest)
 
 
 def _plan_outputs(
     photos: list[Path], labels: list[str], output: Path | None, out_dir: Path | None, fmt: str
 ) -> list[Path]:
-    """Where each photo's video goes; clashes and unwritable folders are the user's to resolve."""
-    from flashcli.video import check_writable_folder
+    """Where each photo's video goes; clashes, unwritable folders and names held by a FIFO or device
+    are the user's to resolve."""
+    from flashcli.video import check_output_file, check_writable_folder
 
     if output is not None and out_dir is not None:
         raise UserError("Pass either -o/--output (one photo) or --out-dir (any number of photos), not both.")
@@ -489,6 +710,7 @@ def _plan_outputs(
         if output.is_dir():
             raise UserError(f"Output '{output}' is a folder; use --out-dir for folders.")
         check_writable_folder(output.parent, "Output folder")
+        check_output_file(output)
         return [output]
     folder = out_dir if out_dir is not None else Path.cwd()
     if folder.exists() and not folder.is_dir():
@@ -498,6 +720,7 @@ def _plan_outputs(
     outputs = [folder / f"{photo.stem}_{suffix}.{fmt}" for photo in photos]
     seen: dict[Path, Path] = {}
     for photo, out in zip(photos, outputs, strict=True):
+        check_output_file(out)
         if out in seen:
             raise UserError(
                 f"Photos '{seen[out]}' and '{photo}' would both write '{out}'; "
@@ -530,35 +753,55 @@ def animate(
     action: Annotated[
         list[str],
         typer.Option(
-            "--action", "-a", help="NAME or NAME:STRENGTH (repeatable), or an adapter .safetensors file."
+            "--action",
+            "-a",
+            metavar="NAME[:STRENGTH]",
+            help="An action, with a strength from 0 to 2 (1 = as learned); repeatable. "
+            "An adapter .safetensors file also works.",
         ),
     ],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one photo).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Output file (one photo).")
+    ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option(help="Folder for the outputs (default: current folder).")
+        Path | None, typer.Option(metavar="DIR", help="Folder for the outputs (default: the current folder).")
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option("--format", help="mp4, gif, webp or png (animated).")
+        Format | None,
+        typer.Option("--format", help="mp4, gif, or lossless animated webp / png (default: as learned)."),
     ] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames to generate (default: as learned).")] = None,
+    frames: Annotated[
+        int | None, typer.Option(metavar="N", help="Frames to generate (default: as learned).")
+    ] = None,
     fps: Annotated[
-        float | None, typer.Option(help="Frames per second of the output (default: as learned).")
+        float | None, typer.Option(metavar="N", help="Frames per second of the output (default: as learned).")
     ] = None,
-    size: Annotated[int | None, typer.Option(help="Square output size (default: as learned).")] = None,
-    crop: Annotated[str | None, typer.Option(help="Fit the photo by centre crop, pad or stretch.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="Square output size in pixels (default: as learned).")
+    ] = None,
+    crop: Annotated[
+        Crop | None,
+        typer.Option(help="Fit the photo by centre crop, pad (black bars) or stretch (default: center)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", help="Sampling steps (default: as learned).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Random seed (default: 0).")] = None,
     base: Annotated[
-        str | None, typer.Option(help="Base to use (default: the one the action was learned on).")
+        str | None, typer.Option(metavar="tiny|FOLDER", help="Base to use (default: the action's own).")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Preset for sampling settings (default: the action's).")
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE.toml",
+            help="Take the sampling settings from this preset (default: the action's).",
+        ),
     ] = None,
     ded: Annotated[
         bool | None,
         typer.Option(
             "--ded/--no-ded",
-            help="Decode with the base's Detail Enhancement Decoder (default: on when the base has one).",
+            help="Decode with the Detail Enhancement Decoder (default: on when the base has one).",
         ),
     ] = None,
     device: DeviceOption = None,
@@ -596,11 +839,16 @@ def animate(
         raise UserError(f"Actions {names} were learned on different bases; animate them in separate calls.")
 
     _check_strengths(refs)
+    origin = f"action '{first.name}'" if first else f"base '{base_source}'"
+    learned_frames, learned_size = (first.frames, first.size) if first else (None, None)
+    _check_fits_early(
+        base_source, config.frames or learned_frames, config.size or learned_size, flags=flags, origin=origin
+    )
     spec = _load_base(base_source, config.device)
     frame_count = config.frames or (first.frames if first else spec.default_frames)
     frame_size = config.size or (first.size if first else spec.default_size)
     out_fps = config.fps or (first.fps if first else float(spec.fps))
-    _check_fits(spec, frame_count, frame_size)
+    _check_fits(spec, frame_count, frame_size, flags=flags, source=origin)
     prompt = next((m.prompt for m in manifests if m.prompt), None)
     sample = config.sample_settings(prompt)
     if ded is not None:  # the flag overrides the preset's use_ded
@@ -677,11 +925,17 @@ def _choose_ded(refs: list[_ActionRef], spec: Any, *, use_ded: bool) -> tuple[An
         return None, base_record
     ref = tuned[0]
     path = ref.adapter_path.with_name(ref.manifest.ded.file)
+    digest = file_hash(path)
+    if digest != ref.manifest.ded.sha256:  # changed since `_parse_action` verified the action
+        raise UserError(
+            f"Action '{ref.label}' is broken: its DED weights '{path}' do not match its manifest; "
+            f"re-learn it or delete it with `flash remove {ref.label}`."
+        )
     try:
         ded = load_finetuned_ded(path, spec)
     except DedMismatchError as error:
         raise UserError(f"Cannot use the fine-tuned DED of action '{ref.label}': {error}.") from None
-    return ded, {"ded": f"action '{ref.label}'", "file": str(path), "sha256": file_hash(path)}
+    return ded, {"ded": f"action '{ref.label}'", "file": str(path), "sha256": digest}
 
 
 def _animate_one(
@@ -728,9 +982,8 @@ def _write_output(
     from datetime import datetime, timezone
 
     from flashcli.core.sampler import sampler_eta
-    from flashcli.video import atomic_path, file_hash, write_video
+    from flashcli.video import atomic_path, encode_video, file_hash
 
-    write_video(out, video, fps, fmt)  # type: ignore[arg-type]
     sidecar = out.with_name(out.name + ".json")
     record = {
         "video": str(out),
@@ -760,8 +1013,10 @@ def _write_output(
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_path(sidecar) as temp:
-        temp.write_text(json.dumps(record, indent=2) + "\n")
+    # Both files are written in full before either replaces an earlier one: a full disk keeps both.
+    with atomic_path(out) as video_temp, atomic_path(sidecar) as sidecar_temp:
+        encode_video(video_temp, video, fps, fmt)  # type: ignore[arg-type]
+        sidecar_temp.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -782,20 +1037,32 @@ def inspect(
     contact_sheet: Annotated[
         Path | None, typer.Option(help="Write the preview's frames as a grid PNG.")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check every action's files against its manifest (sha256, size, finite weights); "
+            "exit 2 if any is broken.",
+        ),
+    ] = False,
     library: LibraryOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the library, one action in depth, or a loose adapter file."""
+    """Show the library, one action in depth, or a loose adapter file; tables go to stderr."""
     from flashcli.library import Library
     from flashcli.terminal import print_json
 
     lib = Library.open(library)
+    if target is not None and verify:
+        raise UserError(
+            "--verify checks the whole library; leave out NAME (`flash inspect NAME` always checks it)."
+        )
     if target is None:
         if plot is not None or contact_sheet is not None:
             raise UserError(
                 "--plot and --contact-sheet need an action name: flash inspect NAME --plot loss.png."
             )
-        document = _library_table(lib, show=not json_output)
+        document = _library_table(lib, show=not json_output, deep=verify)
     elif target.endswith(".safetensors") or Path(target).is_file():
         if plot is not None or contact_sheet is not None:
             raise UserError("--plot and --contact-sheet need a library action, not a loose adapter file.")
@@ -804,49 +1071,70 @@ def inspect(
         document = _action_details(lib, target, plot, contact_sheet, show=not json_output)
     if json_output:
         print_json(document)
+    broken = [row["action"] for row in document.get("actions", []) if row["status"] == "broken"]
+    if verify and broken:
+        names = ", ".join(f"'{name}'" for name in broken)
+        raise UserError(
+            f"{len(broken)} of {len(document['actions'])} actions in '{lib.root}' are broken ({names}); "
+            "re-learn or re-import them, or delete them with `flash remove NAME`."
+        )
 
 
-def _library_table(lib: Any, *, show: bool) -> dict[str, Any]:
+def _library_table(lib: Any, *, show: bool, deep: bool = False) -> dict[str, Any]:
+    """Every action with its status: 'ok', or 'broken' with the problem (a manifest that cannot be read,
+    files that do not match it; with `deep` also the preview and non-finite weights)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from flashcli.terminal import stdout_console
+    from flashcli.library import printable
+    from flashcli.terminal import stderr_console
 
     rows = []
     for name in lib.names():
-        manifest = lib.manifest(name)
-        rows.append(
-            {
-                "action": name,
-                "base": manifest.base,
-                "clips": len(manifest.clips),
-                "steps": manifest.steps,
-                "created": manifest.created,
-                "size_bytes": lib.size_bytes(name),
-            }
+        row: dict[str, Any] = dict.fromkeys(("base", "clips", "steps", "created", "size_bytes", "problem"))
+        try:
+            manifest = lib.verified(name, deep=deep)
+        except UserError as error:  # one broken action must not hide the others
+            rows.append({"action": name, "status": "broken", **row, "problem": str(error)})
+            continue
+        row.update(
+            base=manifest.base,
+            clips=len(manifest.clips),
+            steps=manifest.steps,
+            created=manifest.created,
+            size_bytes=lib.size_bytes(name),
         )
-    table = Table(title=f"Library {lib.root}", title_justify="left")
-    for column in ("action", "base", "clips", "steps", "created", "size"):
+        rows.append({"action": name, "status": "ok", **row})
+    table = Table(title=escape(f"Library {lib.root}"), title_justify="left")
+    for column in ("action", "status", "base", "clips", "steps", "created", "size"):
         table.add_column(column, justify="right" if column in ("clips", "steps", "size") else "left")
     for row in rows:
+        cells = [row["base"], row["clips"], row["steps"], row["created"]]
+        size = _human_bytes(row["size_bytes"]) if row["size_bytes"] is not None else ""
         table.add_row(
-            row["action"],
-            row["base"],
-            str(row["clips"]),
-            str(row["steps"]),
-            row["created"],
-            _human_bytes(row["size_bytes"]),
+            escape(printable(row["action"])),
+            row["status"] if row["status"] == "ok" else "[red]broken[/red]",
+            *(escape(str(cell)) if cell is not None else "" for cell in cells),
+            size,
         )
     if show:
-        stdout_console().print(
-            table if rows else f"No actions in {lib.root} yet; make one with `flash learn`."
+        console = stderr_console()
+        console.print(
+            table if rows else escape(f"No actions in {lib.root} yet; make one with `flash learn`.")
         )
+        for row in rows:
+            if row["problem"] is not None:
+                console.print(f"broken: {row['problem']}", markup=False)
+        if deep and rows and not any(row["problem"] for row in rows):
+            console.print(f"All {len(rows)} actions are intact.")
     return {"library": str(lib.root), "actions": rows}
 
 
 def _human_bytes(count: int) -> str:
+    """A size in binary units, labelled as such (1 KiB = 1024 bytes)."""
     size = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{count} B"
@@ -858,7 +1146,7 @@ def _action_details(
     from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE
     from flashcli.views import loss_series, sparkline, write_contact_sheet, write_loss_plot
 
-    manifest = lib.manifest(name)
+    manifest = lib.verified(name)  # its files' hashes, sizes and weights, so a broken action says so
     folder = lib.action_dir(name)
     files = {
         "folder": str(folder),
@@ -889,12 +1177,16 @@ def _action_details(
 def _print_action(
     manifest: Any, files: dict[str, Any], curves: dict[str, str], written: dict[str, str]
 ) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from flashcli.terminal import stdout_console
+    from flashcli.terminal import stderr_console
 
-    console = stdout_console()
-    console.print(f"[bold]{manifest.name}[/bold]  learned {manifest.created} on base {manifest.base}")
+    console = stderr_console()
+    console.print(
+        f"[bold]{escape(manifest.name)}[/bold]  learned {escape(manifest.created)} on base "
+        f"{escape(manifest.base)}"
+    )
     facts = Table(show_header=False, box=None)
     for key in (
         "prompt",
@@ -908,7 +1200,8 @@ def _print_action(
         "seed",
         "train_seconds",
     ):
-        facts.add_row(key, str(getattr(manifest, key)))
+        value = getattr(manifest, key)
+        facts.add_row(key, "—" if value is None else escape(str(value)))
     facts.add_row("base hash", manifest.base_hash[:16])
     facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))
     if manifest.ded is not None:
@@ -919,29 +1212,42 @@ def _print_action(
         )
     else:
         facts.add_row("DED", "the base's (not fine-tuned)")
-    facts.add_row("preview from", manifest.preview_source)
+    # What the preview shows: this action, animated from a still. Learn records the still's source as
+    # 'figureworld:<clip it came from>:seed=N:appearance=unseen' (frame 0 of an unseen figure; the
+    # clip's own action plays no part) or '--preview-photo'.
+    source = manifest.preview_source
+    seed = next((part[5:] for part in source.split(":") if part.startswith("seed=")), None)
+    if source == "--preview-photo":
+        preview = f"'{manifest.name}' animated from the photo given with --preview-photo"
+    elif source.startswith("figureworld:") and seed is not None:
+        preview = (
+            f"'{manifest.name}' animated from a still of a FigureWorld figure it never saw (seed {seed})"
+        )
+    else:
+        preview = source
+    facts.add_row("preview", escape(preview))
     console.print(facts)
     clips = Table(title="Clips", title_justify="left")
     for column in ("clip", "duration", "fps", "resolution", "frames", "sampling", "sha256"):
         clips.add_column(column)
     for clip in manifest.clips:
         clips.add_row(
-            clip.path,
+            escape(clip.path),
             f"{clip.duration:.2f} s",
             f"{clip.fps:g}",
             f"{clip.width}x{clip.height}",
             f"{clip.frames_used}/{clip.frames_total}",
-            clip.sampling,
-            clip.sha256[:12],
+            escape(clip.sampling),
+            escape(clip.sha256[:12]),
         )
     console.print(clips)
     if curves:
         console.print("Losses (first step to last):")
         for term, line in curves.items():
-            console.print(f"  {term:>12} {line}")
+            console.print(f"  {term:>12} {line}", markup=False)
     for key, value in {**files, **written}.items():
         if value:
-            console.print(f"{key:>13}: {value}")
+            console.print(f"{key:>13}: {value}", markup=False)
 
 
 def _loose_adapter(path: Path, *, show: bool) -> dict[str, Any]:
@@ -962,16 +1268,17 @@ def _loose_adapter(path: Path, *, show: bool) -> dict[str, Any]:
     parameters = sum(math.prod(shape) for shape in shapes.values())
     document = {"path": str(path), "metadata": metadata, "tensors": len(shapes), "parameters": parameters}
     if show:
+        from rich.markup import escape
         from rich.table import Table
 
-        from flashcli.terminal import stdout_console
+        from flashcli.terminal import stderr_console
 
-        table = Table(title=f"Adapter {path}", show_header=False, title_justify="left")
+        table = Table(title=escape(f"Adapter {path}"), show_header=False, title_justify="left")
         for key, value in sorted(metadata.items()):
-            table.add_row(key, value)
+            table.add_row(escape(key), escape(value))
         table.add_row("tensors", str(len(shapes)))
         table.add_row("parameters", f"{parameters:,}")
-        stdout_console().print(table)
+        stderr_console().print(table)
     return document
 
 

@@ -8,8 +8,11 @@ The models build the core's `TrainSettings` / `SampleSettings` (whose module is 
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -124,6 +127,67 @@ def _first_error(error: ValidationError | TypeError) -> str:
     return f"'{where}': {first['msg']}"
 
 
+def _choices(annotation: Any) -> list[str]:
+    """The allowed values of a Literal annotation (also inside `X | None`), else []."""
+    if get_origin(annotation) is Literal:
+        return [str(value) for value in get_args(annotation)]
+    return [choice for part in get_args(annotation) for choice in _choices(part)]
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def allowed_values(model: type[BaseModel], key: str) -> str | None:
+    """What a field accepts, in words: 'one of mp4, gif, webp, png', 'a whole number from 1 to 1000',
+    'a number that is above 0 and at most 120'; None when the field has no such limits."""
+    field = model.model_fields.get(key)
+    if field is None:
+        return None
+    choices = _choices(field.annotation)
+    if choices:
+        return f"one of {', '.join(choices)}"
+    bounds = {
+        name: getattr(item, name)
+        for item in field.metadata
+        for name in ("ge", "gt", "le", "lt")
+        if getattr(item, name, None) is not None
+    }
+    if not bounds:
+        return None
+    kind = "a whole number" if int in (field.annotation, *get_args(field.annotation)) else "a number"
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {_number(bounds['ge'])} to {_number(bounds['le'])}"
+    words = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    limits = " and ".join(f"{words[name]} {_number(value)}" for name, value in bounds.items())
+    return f"{kind} that is {limits}"
+
+
+def _setting_error(
+    error: ValidationError | TypeError,
+    models: tuple[type[BaseModel], ...],
+    flags: dict[str, Any],
+    *,
+    where: str,
+    fix: str,
+) -> UserError:
+    """One sentence for a bad setting. A flag's mistake names the flag and what it accepts; anything
+    else names `where` the setting came from (a preset's table, the action's stored one) and `fix`.
+
+    `models` are the pydantic models the settings pass through (the config's, then the core's); the
+    one that refused names the limits."""
+    first = error.errors()[0] if isinstance(error, ValidationError) else None
+    key = str(first["loc"][0]) if first is not None and first["loc"] else None
+    by_name = {model.__name__: model for model in models}
+    model = by_name.get(error.title, models[0]) if isinstance(error, ValidationError) else models[0]
+    allowed = allowed_values(model, key) if key is not None else None
+    if first is not None and key is not None and flags.get(key) is not None and len(first["loc"]) == 1:
+        hint = f"use {allowed}" if allowed else first["msg"][:1].lower() + first["msg"][1:]
+        return UserError(f"--{key.replace('_', '-')} {_number(flags[key])} is not allowed; {hint}.")
+    hint = f"use {allowed}, or {fix}" if allowed else fix
+    return UserError(f"Invalid setting {_first_error(error)} in {where}; {hint}.")
+
+
 def load_preset(name_or_path: str) -> tuple[str, PresetFile]:
     """Find and parse a preset by name (quick, standard, best) or by a path to a .toml file."""
     candidate = Path(name_or_path)
@@ -182,9 +246,9 @@ def resolve_learn(preset: str | None, flags: dict[str, Any]) -> tuple[str, Learn
         config.train_settings()  # the core's own checks, before any clip is read
         return name, config, dict(preset_file.animate)
     except (ValidationError, TypeError) as error:
-        raise UserError(
-            f"Invalid learn setting {_first_error(error)}; check the flag or preset '{name}'."
-        ) from None
+        where = f"the [learn] table of preset '{name}'"
+        fix = "fix the preset"
+        raise _setting_error(error, (LearnConfig, TrainSettings), flags, where=where, fix=fix) from None
 
 
 def resolve_animate(
@@ -194,14 +258,60 @@ def resolve_animate(
     learn time (else the default preset's), overridden by the flags that were given."""
     if preset is None and stored is not None:
         name, table = "as learned", stored
+        where, fix = "the animate settings stored with the action", "pass --preset NAME to use a preset's"
     else:
         name, preset_file = load_preset(preset or DEFAULT_PRESET)
         table = preset_file.animate
+        where, fix = f"the [animate] table of preset '{name}'", "fix the preset"
     try:
         config = AnimateConfig.model_validate(_merge(table, flags))
         config.sample_settings(prompt=None)
         return name, config
     except (ValidationError, TypeError) as error:
-        raise UserError(
-            f"Invalid animate setting {_first_error(error)}; check the flag or preset '{name}'."
-        ) from None
+        raise _setting_error(error, (AnimateConfig, SampleSettings), flags, where=where, fix=fix) from None
+
+
+# diffusers' Wan VAE encodes frame 0, then chunks of this many frames (core.specs.wan's
+# ENCODER_CHUNK_FRAMES; a test keeps the two in step without importing torch here).
+_ENCODER_CHUNK_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """The frame counts and sizes a base accepts, read from its config files without loading it, so
+    a --frames or --size it cannot take fails at once rather than after the model has loaded."""
+
+    base_id: str
+    frame_step: int  # frames = frame_step * k + 1
+    size_multiple: int
+    default_frames: int | None  # None: not known without loading (the full check runs after loading)
+    default_size: int | None
+
+
+def _base_folder(source: str) -> Path:
+    # The embedded base's folder, as core.specs.tiny_base_folder() has it (that module imports torch).
+    return (
+        Path(__file__).resolve().parent / "weights" / "tiny"
+        if source == "tiny"
+        else Path(source).expanduser()
+    )
+
+
+def base_shape(source: str) -> BaseShape | None:
+    """What `source` ('tiny' or a base folder) accepts, from flash_base.json (or model_index.json) and
+    the vae/ and transformer/ configs; None when they do not say, and loading the base will tell."""
+    folder = _base_folder(source)
+    try:
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        transformer = json.loads((folder / "transformer" / "config.json").read_text())
+        frame_step = math.lcm(_ENCODER_CHUNK_FRAMES, int(vae["scale_factor_temporal"]))
+        size_multiple = int(vae["scale_factor_spatial"]) * max(int(p) for p in transformer["patch_size"][1:])
+        if (folder / "flash_base.json").is_file():
+            meta = json.loads((folder / "flash_base.json").read_text())
+            frames, size = (None if meta.get(key) is None else int(meta[key]) for key in ("frames", "size"))
+            return BaseShape(str(meta["base_id"]), frame_step, size_multiple, frames, size)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    if (folder / "model_index.json").is_file():  # a diffusers folder: its own defaults need the loader
+        return BaseShape(folder.name, frame_step, size_multiple, None, None)
+    return None

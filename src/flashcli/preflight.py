@@ -1,9 +1,11 @@
 """Turn the user's clips into training input, and say what will be used before training starts.
 
-Each clip is decoded whole, `frames` frames are picked evenly from first to last, and each is
-fitted to `size` x `size` (crop mode). The warnings are the things a user would want to hear
+Each clip is streamed once: only the `frames` frames picked evenly from first to last are kept,
+each fitted to `size` x `size` (crop mode) as it is decoded, so a long 1080p clip costs no more
+memory than a short small one. The warnings are the things a user would want to hear
 before spending minutes on training: too few or too many clips, a clip that barely moves, two
-identical clips, a clip shorter than the frames asked for.
+identical clips, a clip shorter than the frames asked for, and every folder entry that discovery
+passed over (a broken link, a FIFO, a stray still), with why.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import numpy as np
 from flashcli.library import ClipRecord
 from flashcli.video import (
     CropMode,
+    Skipped,
     content_hash,
     describe_sampling,
     file_hash,
-    fit_frames,
     motion_score,
-    read_clip,
-    sample_indices,
+    sample_clip,
 )
 
 FEW_CLIPS = 3
@@ -43,6 +44,7 @@ class PreparedClip:
 class Preflight:
     clips: list[PreparedClip]
     warnings: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # folder entries not used as clips, with why
 
     @property
     def videos(self) -> list[np.ndarray]:
@@ -64,9 +66,7 @@ class Preflight:
 
 
 def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> PreparedClip:
-    clip = read_clip(path)
-    indices = sample_indices(clip.frame_count, frames)
-    fitted = fit_frames(clip.frames[indices], size, crop)
+    clip = sample_clip(path, frames, size, crop)
     record = ClipRecord(
         path=str(path.resolve()),
         sha256=file_hash(path),
@@ -78,13 +78,16 @@ def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> Prepared
         frames_used=frames,
         sampling=describe_sampling(clip.frame_count, frames),
     )
-    return PreparedClip(record=record, frames=fitted, motion=motion_score(fitted))
+    return PreparedClip(record=record, frames=clip.frames, motion=motion_score(clip.frames))
 
 
 def run_preflight(paths: list[Path], frames: int, size: int, crop: CropMode) -> Preflight:
-    """Read and prepare every clip (a bad one raises UserError naming it) and collect warnings."""
+    """Read and prepare every clip (a bad one raises UserError naming it) and collect warnings.
+
+    `paths` may be `discover_clips`'s answer, whose `.skipped` entries become warnings first."""
     prepared = [prepare_clip(path, frames, size, crop) for path in paths]
-    report = Preflight(clips=prepared)
+    skipped = list(getattr(paths, "skipped", []))
+    report = Preflight(clips=prepared, warnings=[str(entry) for entry in skipped], skipped=skipped)
     count = len(prepared)
     if count < FEW_CLIPS:
         report.warnings.append(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 # Pipes and log files get wide tables instead of rich's 80-column default for non-terminals.
 _PIPE_WIDTH = 140
@@ -33,12 +34,12 @@ def stdout_console() -> Console:
 
 
 def say(message: str) -> None:
-    """A message for the user (stderr)."""
-    stderr_console().print(message)
+    """A message for the user (stderr), printed as is: a path with [brackets] is text, not markup."""
+    stderr_console().print(Text(message))
 
 
 def warn(message: str) -> None:
-    stderr_console().print(f"[yellow]warning:[/yellow] {message}")
+    stderr_console().print(Text.assemble(("warning:", "yellow"), " ", message))
 
 
 def print_json(document: Any) -> None:
@@ -64,6 +65,34 @@ class StepReport(Protocol):
     eta_seconds: float
 
 
+# Steps of each phase left out of the pace: the first ones pay for memory allocation, kernel choice
+# and caches, and would make the first ETA several times too long.
+WARMUP_STEPS = 2
+
+
+class _Pace:
+    """Seconds per step and time left, measured over the steps after the warm-up."""
+
+    def __init__(self) -> None:
+        self._reports = 0
+        self._mark: tuple[int, float] | None = None  # (step, time) when the warm-up ended
+
+    def tick(self, step: int, total: int, now: float) -> tuple[float | None, float | None]:
+        """(seconds per step, seconds left) after `step` finished at `now`; None while warming up."""
+        self._reports += 1
+        if self._reports == WARMUP_STEPS:
+            self._mark = (step, now)
+        if self._mark is None or step <= self._mark[0]:
+            return None, 0.0 if step >= total else None
+        per_step = (now - self._mark[1]) / (step - self._mark[0])
+        return per_step, per_step * max(total - step, 0)
+
+
+def _describe_pace(per_step: float | None, left: float | None) -> str:
+    pace = "…" if per_step is None else f"{per_step:.2f}"
+    return f"{pace} s/step  ETA {'…' if left is None else format_seconds(left)}"
+
+
 class StepProgress:
     """Shows training (or sampling) progress on stderr: step/total, loss terms, s/step, ETA."""
 
@@ -76,16 +105,16 @@ class StepProgress:
         self._task: Any = None
         self._last_line = -1
         self._phase = title
-        self._started = time.monotonic()
+        self._paces: dict[str, _Pace] = {}
 
     def __enter__(self) -> StepProgress:
         if self._live:
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 console=self.console,
                 transient=False,
             )
@@ -107,11 +136,15 @@ class StepProgress:
         every = max(1, total // 10)
         if step == total or step == 1 or step // every != self._last_line:
             self._last_line = step // every
-            self.console.print(f"{title} {step}/{total} {info}")
+            self.console.print(Text(f"{title} {step}/{total} {info}"))
+
+    def _timing(self, phase: str, step: int, total: int) -> str:
+        pace = self._paces.setdefault(phase, _Pace())
+        return _describe_pace(*pace.tick(step, total, time.monotonic()))
 
     def train_step(self, report: StepReport) -> None:
-        timing = f"{report.seconds_per_step:.2f} s/step  ETA {format_seconds(report.eta_seconds)}"
         phase = getattr(report, "phase", "train")
+        timing = self._timing(phase, report.step, report.total)
         # Other phases ("encode": the clips go through the VAE once, no losses yet; "ded": the DED
         # fine-tuning after the adapter) get their own title, so the bar says what it is counting.
         title = None if phase == "train" else f"{self.title}: {phase}"
@@ -119,6 +152,4 @@ class StepProgress:
         self.update(report.step, report.total, f"{losses}  {timing}" if losses else timing, title=title)
 
     def sample_step(self, step: int, total: int) -> None:
-        elapsed = time.monotonic() - self._started
-        per_step = elapsed / max(step, 1)
-        self.update(step, total, f"{per_step:.2f} s/step  ETA {format_seconds(per_step * (total - step))}")
+        self.update(step, total, self._timing("sample", step, total))

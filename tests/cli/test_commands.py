@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli_helpers import FRAMES, SIZE, Workspace, sliding_square
 from PIL import Image
 from typer.testing import CliRunner
@@ -52,6 +53,7 @@ def test_learned_action_has_adapter_manifest_and_a_preview_from_a_held_out_still
     assert not any(entry.name.startswith(".staging") for entry in workspace.library.iterdir())
 
 
+@pytest.mark.slow
 def test_learn_json_warns_about_few_and_duplicate_clips_and_force_replaces(
     workspace: Workspace, library_copy: Path, runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -111,6 +113,7 @@ def test_animate_keeps_the_photo_as_frame_zero_and_writes_a_reproducible_sidecar
     assert {"torch", "diffusers", "flashcli"} <= set(sidecar["versions"])
 
 
+@pytest.mark.slow
 def test_several_photos_share_one_model_load_and_a_seed_repeats_exactly(
     workspace: Workspace, runner: CliRunner, tmp_path: Path, monkeypatch
 ) -> None:
@@ -172,7 +175,7 @@ def test_inspect_library_action_and_loose_adapter(
 ) -> None:
     library = ["--library", str(workspace.library)]
     table = runner.invoke(app, ["inspect", *library])
-    assert table.exit_code == 0 and "slide" in table.stdout and "tiny-test" in table.stdout
+    assert table.exit_code == 0 and "slide" in table.stderr and "tiny-test" in table.stderr
     listing = json.loads(runner.invoke(app, ["inspect", *library, "--json"]).stdout)
     assert [row["action"] for row in listing["actions"]] == ["slide"]
     assert listing["actions"][0]["clips"] == 3 and listing["actions"][0]["size_bytes"] > 0
@@ -182,7 +185,7 @@ def test_inspect_library_action_and_loose_adapter(
         app, ["inspect", "slide", *library, "--plot", str(plot), "--contact-sheet", str(sheet)]
     )
     assert details.exit_code == 0, details.output
-    assert any(block in details.stdout for block in "▁▂▃▄▅▆▇█") and "clip1.mp4" in details.stdout
+    assert any(block in details.stderr for block in "▁▂▃▄▅▆▇█") and "clip1.mp4" in details.stderr
     assert Image.open(plot).size[0] > 100
     sheet_image = Image.open(sheet)
     assert sheet_image.size[0] >= FRAMES * SIZE and sheet_image.size[1] > SIZE
@@ -241,6 +244,7 @@ def test_an_internal_failure_exits_1_without_traceback_or_output(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_json_output_of_real_processes_is_one_document(workspace: Workspace, tmp_path: Path) -> None:
     from cli_helpers import run_cli
 
@@ -258,6 +262,7 @@ def test_json_output_of_real_processes_is_one_document(workspace: Workspace, tmp
     assert "animate photo.png" in result.stderr  # progress went to stderr
 
 
+@pytest.mark.slow
 def test_ded_switch_decides_whether_the_detail_decoder_shapes_the_video(
     workspace: Workspace, runner: CliRunner, tmp_path: Path
 ) -> None:

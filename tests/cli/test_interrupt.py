@@ -39,6 +39,7 @@ def wait_for_training(process: subprocess.Popen, library: Path, timeout: float =
     pytest.fail("learn did not reach its first checkpoint in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_learn_leaves_no_action(
     sig: signal.Signals, workspace: Workspace, tmp_path: Path, runner: CliRunner

@@ -72,6 +72,7 @@ def _animate(runner: CliRunner, tuned: Tuned, photo: Path, out: Path, *args: str
     return read_output(out), json.loads(out.with_name(out.name + ".json").read_text())
 
 
+@pytest.mark.slow
 def test_learn_with_ded_steps_keeps_the_tuned_ded_and_inspect_shows_it(
     tuned: Tuned, runner: CliRunner
 ) -> None:
@@ -90,7 +91,7 @@ def test_learn_with_ded_steps_keeps_the_tuned_ded_and_inspect_shows_it(
     document = json.loads(runner.invoke(app, ["inspect", "tuned", *library, "--json"]).stdout)
     assert document["files"]["ded"] == str(folder / DED_FILE)
     assert document["manifest"]["ded"]["steps"] == 2
-    text = runner.invoke(app, ["inspect", "tuned", *library]).stdout
+    text = runner.invoke(app, ["inspect", "tuned", *library]).stderr
     assert "fine-tuned on the clips: 2 steps" in text and "DED loss" in text
 
 
@@ -104,6 +105,7 @@ def test_default_learn_writes_no_ded_file(tuned: Tuned, runner: CliRunner) -> No
     assert document["files"]["ded"] is None
 
 
+@pytest.mark.slow
 def test_animate_decodes_with_the_actions_ded_and_no_ded_ignores_it(
     tuned: Tuned, workspace: Workspace, runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -121,6 +123,7 @@ def test_animate_decodes_with_the_actions_ded_and_no_ded_ignores_it(
     assert np.array_equal(off, plain) and off_sidecar["decoder"] == {"ded": "none"}
 
 
+@pytest.mark.slow
 def test_combined_actions_use_the_base_ded_and_say_so(
     tuned: Tuned, workspace: Workspace, runner: CliRunner, tmp_path: Path
 ) -> None:

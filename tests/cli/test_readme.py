@@ -30,6 +30,25 @@ def test_every_command_and_option_is_documented() -> None:
                 assert documented, f"README lacks {parameter.opts} of `flash {name}`"
 
 
+def test_global_options_version_and_short_help_are_documented() -> None:
+    group = typer.main.get_command(app)
+    for parameter in group.params:
+        assert any(flag in README for flag in parameter.opts), f"README lacks {parameter.opts} of `flash`"
+    assert "`-h`" in README and "flash --version" in README and "flash --library DIR inspect" in README
+
+
+def test_the_demo_learns_into_its_own_library_in_the_checkout() -> None:
+    # It used to learn `weld` into the user's default library with --force, replacing their own weld.
+    demo = fenced_command("demo-command")
+    learn = demo[demo.index("flash learn") :].split("&&")[0]
+    animate = demo[demo.index("flash animate") :].split("&&")[0]
+    libraries = [re.search(r"--library (\S+)", command) for command in (learn, animate)]
+    assert all(libraries), "the demo must name its own --library for learn and animate"
+    folder = libraries[0].group(1)
+    assert libraries[1].group(1) == folder
+    assert not folder.startswith(("/", "~", "$")) and ".." not in folder  # a folder inside the checkout
+
+
 def test_install_commands_pin_cpu_torch_first_and_ci_runs_the_test_command() -> None:
     demo, tests = fenced_command("demo-command"), fenced_command("test-command")
     for command in (demo, tests):

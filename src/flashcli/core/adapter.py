@@ -92,7 +92,33 @@ def load_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     except Exception as error:  # safetensors raises several types for corrupt files
         raise AdapterMismatchError(f"{source} is not a readable safetensors adapter ({error})") from error
     _check_metadata(metadata, str(source))
+    _check_weights(tensors, metadata, str(source))
     return tensors, metadata
+
+
+def _check_weights(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], source: str) -> None:
+    """Weights that agree with the header's rank and are finite: a wrong-rank or NaN adapter is refused
+    when it is read, in one sentence, not when it is attached (a page of shapes) or sampled (black frames)."""
+    try:
+        rank = int(metadata["rank"])
+    except ValueError:
+        raise AdapterMismatchError(
+            f"Adapter file '{source}' has rank {metadata['rank']!r} in its header, not a number; "
+            "learn the action again"
+        ) from None
+    for key, value in tensors.items():
+        # peft's LoRA pairs: A is (rank, in), B is (out, rank).
+        axis = 0 if ".lora_A." in key else 1 if ".lora_B." in key else None
+        if axis is not None and (value.dim() != 2 or value.shape[axis] != rank):
+            raise AdapterMismatchError(
+                f"Adapter file '{source}' does not match its own header: weight '{key}' has shape "
+                f"{tuple(value.shape)} but the header says rank {rank}; learn the action again"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise AdapterMismatchError(
+                f"Adapter file '{source}' holds non-finite (NaN or inf) weights in '{key}'; "
+                "learn the action again"
+            )
 
 
 def lora_config(spec: WanSpec, targets: list[str], rank: int, alpha: float):
@@ -180,9 +206,10 @@ def attach_adapter(
             if key != ACTION_TEXT_KEY
         }
         result = set_peft_model_state_dict(transformer, weights, adapter_name=name)
-    except RuntimeError as error:  # shape mismatch, e.g. a rank different from the header's
+    except RuntimeError as error:  # shape mismatch, e.g. weights made for a wider base
         transformer.delete_adapters(name)
-        raise AdapterMismatchError(f"{source} does not fit base {spec.base_id!r}: {error}") from error
+        detail = _shapes(error)
+        raise AdapterMismatchError(f"{source} does not fit base {spec.base_id!r}: {detail}") from error
     unexpected = [key for key in result.unexpected_keys if "lora_" in key]
     expected = {key for key, _ in transformer.named_parameters() if "lora_" in key and f".{name}." in key}
     missing = sorted(key for key in result.missing_keys if key in expected)
@@ -194,6 +221,15 @@ def attach_adapter(
             else f"{len(missing)} layers got no weights"
         )
         raise AdapterMismatchError(f"{source} does not fit base {spec.base_id!r}: {detail}")
+
+
+def _shapes(error: RuntimeError) -> str:
+    """torch's page of 'size mismatch for KEY: ...' lines, as one clause: how many, and the first."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip().startswith("size mismatch")]
+    if not lines:
+        return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    first = lines[0].removeprefix("size mismatch for ").rstrip(".")
+    return f"{len(lines)} weights have the wrong shape (first: {first})"
 
 
 def mixed_action_text(
