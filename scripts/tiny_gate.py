@@ -393,7 +393,6 @@ def write_sheet(
             np.full((4, rows[index].shape[1], 3), 255, dtype=np.uint8),
         ]
     image = Image.fromarray(np.concatenate(sheet, axis=0))
-    image = image.resize((image.width * 2, image.height * 2), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     print(f"sheet: {path} (per action: true clip, cue, null text; ancestral)", flush=True)
