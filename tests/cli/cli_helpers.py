@@ -48,6 +48,21 @@ class Workspace:
     library: Path  # holds the action 'slide', learned once; copy it before changing it
 
 
+def learn_args(ws: Workspace, clips: Path, *extra: str) -> list[str]:
+    """`flash learn` of `clips` as the new action 'fresh' on the test base and preset."""
+    return [
+        "learn",
+        str(clips),
+        "--action",
+        "fresh",
+        "--base",
+        str(ws.base),
+        "--preset",
+        str(ws.preset),
+        *extra,
+    ]
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:

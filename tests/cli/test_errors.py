@@ -13,7 +13,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-from cli_helpers import Workspace, run_cli, snapshot
+from cli_helpers import Workspace, learn_args, run_cli, snapshot
 from typer.testing import CliRunner, Result
 
 from flashcli.cli import app
@@ -46,17 +46,7 @@ def zero_frame_clips(scratch: Path) -> Path:
 
 
 def learn(ws: Workspace, clips: Path, *extra: str) -> list[str]:
-    return [
-        "learn",
-        str(clips),
-        "--action",
-        "fresh",
-        "--base",
-        str(ws.base),
-        "--preset",
-        str(ws.preset),
-        *extra,
-    ]
+    return learn_args(ws, clips, *extra)
 
 
 MISTAKES = {

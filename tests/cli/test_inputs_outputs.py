@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import SIZE, Workspace, run_cli, snapshot
+from cli_helpers import learn_args as shared_learn_args
 from PIL import Image
 from test_video import file_size_limit, moving_square
 from typer.testing import CliRunner
@@ -30,21 +31,7 @@ def animate_args(ws: Workspace, photo: Path, *extra: str) -> list[str]:
 
 
 def learn_args(ws: Workspace, clips: Path, library: Path, *extra: str) -> list[str]:
-    return [
-        "learn",
-        str(clips),
-        "--action",
-        "fresh",
-        "--base",
-        str(ws.base),
-        "--preset",
-        str(ws.preset),
-        "--library",
-        str(library),
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return shared_learn_args(ws, clips, "--library", str(library), "--device", "cpu", *extra)
 
 
 def refused(result, *words: str) -> str:
