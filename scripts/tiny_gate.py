@@ -110,37 +110,25 @@ class GrowingCache:
         return len(new)
 
 
+def judge_clip(action: str, seed: int, world: str) -> Any:
+    """A judged clip: an unseen person doing `action` from rest, at the gate's size, length and fps."""
+    return render_clip(
+        action, seed, size=SIZE, frames=FRAMES, fps=FPS, appearance="unseen", phase=0.0, world=world
+    )
+
+
 class Judge:
     """Held-out actions on unseen people from rest (and pretraining actions as a second block)."""
 
     def __init__(self, spec: Any, people: int, world: str) -> None:
         self.blocks: dict[str, list[Any]] = {
             "heldout": [
-                render_clip(
-                    a,
-                    JUDGE_SEED + 100 * k + i,
-                    size=SIZE,
-                    frames=FRAMES,
-                    fps=FPS,
-                    appearance="unseen",
-                    phase=0.0,
-                    world=world,
-                )
+                judge_clip(a, JUDGE_SEED + 100 * k + i, world)
                 for i, a in enumerate(HELDOUT_ACTIONS)
                 for k in range(people)
             ],
             "pretrain": [
-                render_clip(
-                    a,
-                    JUDGE_SEED + 50_000 + i,
-                    size=SIZE,
-                    frames=FRAMES,
-                    fps=FPS,
-                    appearance="unseen",
-                    phase=0.0,
-                    world=world,
-                )
-                for i, a in enumerate(PRETRAIN_ACTIONS[:8])
+                judge_clip(a, JUDGE_SEED + 50_000 + i, world) for i, a in enumerate(PRETRAIN_ACTIONS[:8])
             ],
         }
         self.pixels = {
