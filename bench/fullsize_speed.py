@@ -38,38 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-# Wan 2.2 TI2V-5B as published in Wan-AI/Wan2.2-TI2V-5B-Diffusers (transformer/ and vae/ config.json):
-# dim 3072 = 24 heads x 128, FFN 14336, 30 layers, 48 latent channels, UMT5 text width 4096.
-WAN22_TI2V_5B_TRANSFORMER = {
-    "patch_size": (1, 2, 2),
-    "num_attention_heads": 24,
-    "attention_head_dim": 128,
-    "in_channels": 48,
-    "out_channels": 48,
-    "text_dim": 4096,
-    "freq_dim": 256,
-    "ffn_dim": 14336,
-    "num_layers": 30,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "rope_max_seq_len": 1024,
-}
-WAN22_VAE = {
-    "base_dim": 160,
-    "decoder_base_dim": 256,
-    "z_dim": 48,
-    "dim_mult": [1, 2, 4, 4],
-    "num_res_blocks": 2,
-    "temperal_downsample": [False, True, True],
-    "is_residual": True,
-    "in_channels": 12,
-    "out_channels": 12,
-    "patch_size": 2,
-    "scale_factor_spatial": 16,
-    "scale_factor_temporal": 4,
-}
-TEXT_TOKENS = 512
+# Wan 2.2 TI2V-5B as published (transformer/ and vae/ config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers);
+# the constants live with the memory plan, which computes from the same configs.
+from flashcli.core.memory_plan import TEXT_TOKENS, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
 
 # The same structure, small enough to run on a laptop CPU in seconds: checks the path, not the speed.
 SMOKE_TRANSFORMER = {

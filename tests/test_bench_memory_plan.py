@@ -1,0 +1,28 @@
+"""bench/memory_plan.py: the full-size Wan 2.2 TI2V-5B plan table, computed without weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import memory_plan as bench  # bench/ is on pytest's pythonpath (pyproject.toml)
+
+
+def test_the_table_has_one_row_per_setting_and_the_json_every_phase(tmp_path: Path) -> None:
+    lines: list[str] = []
+    out = tmp_path / "plan.json"
+    assert bench.main(["--shapes", "81x832x480", "--json", str(out)], out=lines.append) == 0
+    table = "\n".join(lines)
+    assert table.count("| 81×832×480 |") == 5  # checkpointing off/on x UMT5 kept/freed; the lightest
+    assert "UMT5-XXL bf16 10.6 GiB" in table
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["learn"]["run"]["gradient_checkpointing"] for row in rows] == [False, False, True, True, True]
+    assert "| 81×832×480 | on | CPU (tiled) |" in table and table.count("| 81×832×480 | off |") == 2
+    learn = [phase["name"] for phase in rows[0]["learn"]["phases"]]
+    assert learn == [
+        "prompt encoding",
+        "clip encoding",
+        "training step",
+        "preview sampling",
+        "preview VAE decode",
+    ]
