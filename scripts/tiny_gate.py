@@ -12,6 +12,9 @@ A ratio below 1 means the video is closer to the truth than holding the photo st
     python scripts/tiny_gate.py train --run runs/gate/per_frame --cache runs/gate/cache --layout per_frame
     # 3. judge a saved checkpoint again
     python scripts/tiny_gate.py judge --run runs/gate/per_frame
+    # the diagnostic ceiling: the target skeleton as extra input channels, warm from rung 1's weights
+    python scripts/tiny_gate.py train --run runs/gate/skeleton --cache runs/gate/cache --skeleton \
+        --warm-from runs/gate/per_frame
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from flashcli.figureworld import HELDOUT_ACTIONS, PRETRAIN_ACTIONS, render_clip
 from flashcli.figureworld.skeleton import JOINT_NAMES
 from flashcli.lab.pretrain.caption import MotionCaption, joint_motion
 from flashcli.lab.pretrain.checkpoint import JsonlLog, load_checkpoint, save_checkpoint
+from flashcli.lab.pretrain.skeleton_cue import SkeletonInput, draw_skeleton
 
 SIZE, FRAMES, FPS = 64, 9, 8
 TRAIN_SEED = 20_000_000  # far from every other stream (pretraining 0.., checks 1e6.., benches 5e6..)
@@ -155,7 +159,12 @@ class Judge:
 
     @torch.no_grad()
     def __call__(
-        self, spec: Any, caption: MotionCaption, null_text: torch.Tensor, steps: int
+        self,
+        spec: Any,
+        caption: MotionCaption,
+        null_text: torch.Tensor,
+        steps: int,
+        skeleton: SkeletonInput | None = None,
     ) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, clips in self.blocks.items():
@@ -163,12 +172,15 @@ class Judge:
             motion = torch.from_numpy(np.stack([clip_motion(c) for c in clips]))
             cue = caption(motion)
             null = _null_like(null_text, cue)
+            maps = _limb_maps(motion, truth) if skeleton is not None else None
             exact_still = pixels[:, :, :1].expand_as(pixels)
             for sampler, eta in (("ancestral", 1.0), ("euler", 0.0)):
                 for told, text in (("cue", cue), ("null", null)):
                     if (sampler == "euler" or name != "heldout") and told == "null":
                         continue  # the null text is the control; one sampler and one block are enough
-                    final = self._sample(spec, truth[:, :, :1], text, eta, steps)
+                    final = self._sample(
+                        spec, truth[:, :, :1], text, eta, steps, skeleton, maps if told == "cue" else None
+                    )
                     raw = _decode(spec, final)
                     decoded = _blur(raw)
                     results[f"{name}/{sampler}/{told}"] = {
@@ -188,8 +200,17 @@ class Judge:
 
     @staticmethod
     def _sample(
-        spec: Any, condition: torch.Tensor, text: torch.Tensor, eta: float, steps: int
+        spec: Any,
+        condition: torch.Tensor,
+        text: torch.Tensor,
+        eta: float,
+        steps: int,
+        skeleton: SkeletonInput | None = None,
+        maps: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if skeleton is not None:  # the null control sees no limbs (maps None), as trained with a dropped cue
+            with skeleton.showing(maps):
+                return Judge._sample(spec, condition, text, eta, steps)
         shape = (condition.shape[0], condition.shape[1], FRAMES, condition.shape[3], condition.shape[4])
         latents = initial_noise(shape, 7)
         latents[:, :, :1] = condition
@@ -270,6 +291,11 @@ def _motion(video: torch.Tensor) -> float:
     return float((video[:, :, 1:] - video[:, :, :1]).abs().mean())
 
 
+def _limb_maps(motion: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """The skeleton ceiling's input: limb maps at the latents' resolution."""
+    return draw_skeleton(motion, SIZE, latents.shape[-1])
+
+
 def _decode(spec: Any, latents: torch.Tensor) -> torch.Tensor:
     return spec.vae.decode(spec.to_vae_space(latents)).sample.float().clamp(-1, 1)
 
@@ -285,12 +311,24 @@ def train(args: argparse.Namespace) -> None:
     transformer.train().requires_grad_(True)
     caption = MotionCaption(len(JOINT_NAMES), 17, spec.null_text.shape[-1], args.layout)
     null_text = spec.null_text.detach().clone()
-    modules = torch.nn.ModuleDict({"transformer": transformer, "caption": caption})
+    skeleton = SkeletonInput(transformer) if args.skeleton else None
+    parts: dict[str, torch.nn.Module] = {"transformer": transformer, "caption": caption}
+    if skeleton is not None:
+        parts["skeleton"] = skeleton
+    modules = torch.nn.ModuleDict(parts)
+    if args.warm_from:
+        warm = load_checkpoint(Path(args.warm_from) / "checkpoint.pt")
+        if warm is None:
+            raise SystemExit(f"no checkpoint in {args.warm_from}")
+        missing, unexpected = modules.load_state_dict(warm["ema"], strict=False)
+        if unexpected or any(not key.startswith("skeleton.") for key in missing):
+            raise SystemExit(f"{args.warm_from} does not match this run: {missing} {unexpected}")
+    cue_parameters = list(caption.parameters()) + ([] if skeleton is None else list(skeleton.parameters()))
     optimizer = torch.optim.AdamW(
         [
             {"params": list(transformer.parameters()), "lr": args.lr},
             {
-                "params": list(caption.parameters()),
+                "params": cue_parameters,
                 "lr": args.lr * args.caption_lr_scale,
                 "weight_decay": 0.0,
             },
@@ -322,7 +360,7 @@ def train(args: argparse.Namespace) -> None:
         modules.load_state_dict(average)
         transformer.eval()
         tick = time.time()
-        result = judge(spec, caption, null_text, args.judge_steps)
+        result = judge(spec, caption, null_text, args.judge_steps, skeleton)
         modules.load_state_dict(live)
         transformer.train()
         record = {
@@ -361,7 +399,12 @@ def train(args: argparse.Namespace) -> None:
         text = caption(cache.motion[picks])
         dropped = torch.rand(args.batch, generator=generator) < args.cue_drop
         text = torch.where(dropped[:, None, None], _null_like(null_text, text), text)
-        loss = flow.first_frame_flow_loss(spec, x0, text, generator, spec.flow_shift)
+        if skeleton is None:
+            loss = flow.first_frame_flow_loss(spec, x0, text, generator, spec.flow_shift)
+        else:  # the same clips lose their limbs when they lose their caption: the null control is learned
+            maps = _limb_maps(cache.motion[picks], x0) * (~dropped).float()[:, None, None, None, None]
+            with skeleton.showing(maps):
+                loss = flow.first_frame_flow_loss(spec, x0, text, generator, spec.flow_shift)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(modules.parameters(), 1.0)
@@ -403,19 +446,29 @@ def judge_only(args: argparse.Namespace) -> None:
     spec = load_base("tiny", device="cpu")
     caption = MotionCaption(len(JOINT_NAMES), 17, spec.null_text.shape[-1], settings["layout"])
     null_text = spec.null_text.detach().clone()
-    modules = torch.nn.ModuleDict({"transformer": spec.transformer, "caption": caption})
+    skeleton = SkeletonInput(spec.transformer) if settings.get("skeleton") else None
+    parts: dict[str, torch.nn.Module] = {"transformer": spec.transformer, "caption": caption}
+    if skeleton is not None:
+        parts["skeleton"] = skeleton
+    modules = torch.nn.ModuleDict(parts)
     modules.load_state_dict(state["ema"])
     spec.transformer.eval()
     judge = Judge(spec, args.people, settings["world"])
-    result = judge(spec, caption, null_text, args.judge_steps)
+    result = judge(spec, caption, null_text, args.judge_steps, skeleton)
     print(json.dumps({"step": state["step"], **result}, indent=1))
     if args.sheet:
-        write_sheet(Path(args.sheet), judge, spec, caption, null_text, args.judge_steps)
+        write_sheet(Path(args.sheet), judge, spec, caption, null_text, args.judge_steps, skeleton)
 
 
 @torch.no_grad()
 def write_sheet(
-    path: Path, judge: Judge, spec: Any, caption: MotionCaption, null_text: torch.Tensor, steps: int
+    path: Path,
+    judge: Judge,
+    spec: Any,
+    caption: MotionCaption,
+    null_text: torch.Tensor,
+    steps: int,
+    skeleton: SkeletonInput | None = None,
 ) -> None:
     """One held-out clip per action: the true clip, then sampled with the cue, then with the null text."""
     from PIL import Image
@@ -427,8 +480,10 @@ def write_sheet(
     motion = torch.from_numpy(np.stack([clip_motion(c) for c in clips]))
     cue = caption(motion)
     rows = [np.concatenate(list(clip.frames), axis=1) for clip in clips]
-    told = _decode(spec, Judge._sample(spec, truth[:, :, :1], cue, 1.0, steps))
-    untold = _decode(spec, Judge._sample(spec, truth[:, :, :1], _null_like(null_text, cue), 1.0, steps))
+    maps = _limb_maps(motion, truth) if skeleton is not None else None
+    told = _decode(spec, Judge._sample(spec, truth[:, :, :1], cue, 1.0, steps, skeleton, maps))
+    null = _null_like(null_text, cue)
+    untold = _decode(spec, Judge._sample(spec, truth[:, :, :1], null, 1.0, steps, skeleton, None))
     sheet = []
     for index in range(len(clips)):
         sheet += [
@@ -513,6 +568,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train_parser.add_argument(
         "--skip-start-judge", action="store_true", help="the warm start's own score is known"
     )
+    train_parser.add_argument(
+        "--skeleton", action="store_true", help="diagnostic ceiling: the target skeleton as input channels"
+    )
+    train_parser.add_argument("--warm-from", help="start from another run's weight average (its EMA)")
     for p in (vae, cache, train_parser, judge_parser):
         p.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
