@@ -26,20 +26,23 @@ PROBES = ("training clip", "seen look", "unseen look", "other action, unseen loo
 SEED_BASE = 5_000_000  # the quality scripts' evaluation seeds; far from every pretraining stream
 
 
-def settings_for(variant: str, steps: int, frames: int, size: int, align_overrides: dict[str, Any]) -> Any:
+def settings_for(variant: str, steps: int, shape: Any, align_overrides: dict[str, Any]) -> Any:
+    """What `flash learn --preset quick --steps N` trains on this base, with the variant's switches."""
     from flashcli.config import resolve_learn
     from flashcli.core.settings import ALL_LORA_TARGETS, AlignSettings
+    from flashcli.workflows.plan import plan_learn
 
-    _, learn, _ = resolve_learn("quick", {"steps": steps})
-    base = learn.train_settings(frames=frames, size=size)
     plain = variant == "plain_lora"
     align = AlignSettings.variant("none" if plain else variant)
     if align.injects:  # validated: a misspelt field is an error, not a silent default
         align = AlignSettings.model_validate(align.model_dump() | align_overrides)
-    update: dict[str, Any] = {"align": align}
-    if plain:
-        update["targets"] = list(ALL_LORA_TARGETS)
-    return base.model_copy(update=update)
+    flags = {
+        "steps": steps,
+        "align": align.model_dump(),
+        "core": {"targets": list(ALL_LORA_TARGETS)} if plain else {},
+    }
+    preset, config, table = resolve_learn("quick", flags)
+    return plan_learn(preset, config, table, shape, flags).train
 
 
 def probes(action: str, other: str, clips: int, frames: int, size: int) -> tuple[list, dict[str, Any]]:
@@ -90,20 +93,24 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
-    from flashcli.core.specs import load_base
-    from flashcli.core.trainer import train_adapter
+    from flashcli.files import write_text_atomic
     from flashcli.lab.evaluation import fixed_denoising_error
+    from flashcli.workflows.learn import train_action
+    from flashcli.workflows.plan import BaseShape, open_base
 
     torch.set_num_threads(args.threads)
-    spec = load_base(args.base, device="cpu")
-    frames, size = 9, spec.default_size  # the quick preset's clip length
+    spec = open_base(args.base, "cpu")
+    shape = BaseShape.of(spec)
+    quick = settings_for("none", args.steps, shape, {})
+    frames, size = quick.frames, quick.size  # the quick preset's clip length, the base's size
     training, clips = probes(args.action, args.other, args.clips, frames, size)
     plain = {k: fixed_denoising_error(spec, c, []) for k, c in clips.items()}
     rows: list[dict[str, Any]] = [{"variant": "no adapter", "seconds": 0.0, **plain}]
     for variant in variants:
-        settings = settings_for(variant, args.steps, frames, size, align_overrides)
+        settings = settings_for(variant, args.steps, shape, align_overrides)
         started = time.time()
-        result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
+        weights = train_action(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
+        result = weights.adapter
         adapters = [(result.adapter, result.metadata, 1.0)]
         row = {"variant": variant, "seconds": time.time() - started, "final_losses": result.losses[-1]}
         row.update({k: fixed_denoising_error(spec, c, adapters) for k, c in clips.items()})
@@ -119,8 +126,9 @@ def main(argv: list[str]) -> int:
     for row in rows:
         cells = " | ".join(f"{row[k]:.4f}" for k in PROBES)
         print(f"| {row['variant']} | {row['seconds']:.0f} | {cells} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2))
+    write_text_atomic(
+        args.json, json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2)
+    )
     return 0
 
 

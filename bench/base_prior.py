@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from flashcli.figureworld import JOINT_NAMES, PRETRAIN_ACTIONS, render_clip
+from flashcli.files import atomic_path
 from flashcli.lab import metrics
 from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
 from flashcli.lab.motion_scores import bone_indices, finite_json, score_video, summarise
@@ -235,10 +236,8 @@ def write_sheet(
         for frames in (truth, *(videos[name][index] for name in sampled)):
             strips.append(np.concatenate(list(frames[::stride]), axis=1))
     sheet = np.concatenate(strips, axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial.png")
-    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(partial)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(temp)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

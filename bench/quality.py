@@ -13,6 +13,11 @@ augmentation, no alignment, no DED) and the paper's six (`none`, `augment`, `aug
     python bench/quality.py                          # the full table (see FULL below for its budget)
     python bench/quality.py --base path/to/base --out bench/out/quality --plan   # print the runs only
 
+Settings come from a shipped preset through the workflow users run (`flashcli.workflows`: the same
+resolution, training with the DED step, and sampling as `flash learn --preset P` and `flash animate`),
+with the protocol's `learn` / `animate` overrides applied as flags would be; each variant only sets
+its switches (and plain LoRA's targets).
+
 Writes OUT/quality.md (tables), OUT/quality.json (protocol, summaries, every video's scores) and
 OUT/sheets/<variant>.png (true and generated frames for one action). Trained adapters' videos are
 cached under OUT/cache/<protocol hash>/, so an interrupted run continues where it stopped.
@@ -37,6 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, render_clip
+from flashcli.files import atomic_path, write_text_atomic
 from flashcli.lab import metrics
 from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
 from flashcli.lab.motion_scores import SCORES, bone_indices, finite_json, score_video, summarise
@@ -57,6 +63,9 @@ REFERENCE_ROWS = ("ground truth", "still photo")
 # Seed ranges of the benchmark's clips, far from pretraining's (0..) and the detector's (5e6, 6e6).
 TRAIN_CLIP_SEED = 7_000_000
 TEST_CLIP_SEED = 8_000_000
+# Protocol fields of earlier versions, as the preset overrides they now are (old --protocol files work).
+_LEGACY_LEARN = {"train_steps": "steps", "rank": "rank", "learning_rate": "learning_rate", "frames": "frames"}
+_LEGACY_LEARN_CORE = ("warmup_steps", "augment_copies")
 
 
 class Protocol(BaseModel):
@@ -73,19 +82,37 @@ class Protocol(BaseModel):
     variants: list[str] = Field(default_factory=lambda: list(ALL_VARIANTS))
     photos: int = Field(default=3, ge=1, description="K unseen people per action")
     seeds: list[int] = Field(default_factory=lambda: [0, 1])
-    frames: int | None = Field(default=None, description="None = the base's default")
-    size: int | None = None
-    train_steps: int = Field(default=60, ge=1)
-    rank: int = Field(default=8, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
-    warmup_steps: int = Field(default=5, ge=0)
-    augment_copies: int = Field(default=2, ge=1)
-    sample_steps: int = Field(default=12, ge=1)
+    preset: str = Field(default="standard", description="a shipped preset's name, or a .toml file")
+    # Overrides of the preset's tables, as `flash learn` / `flash animate` flags would give them (the
+    # same keys: steps, rank, frames, size, ...; `core` for further knobs). Seeds and variants are set
+    # per run.
+    learn: dict[str, Any] = Field(default_factory=dict)
+    animate: dict[str, Any] = Field(default_factory=dict)
     reference_clips: int = Field(
         default=8, ge=1, le=16, description="true clips per action for nearest-action"
     )
     sheet_action: str | None = Field(default=None, description="None = the first action")
     sheet_stride: int = Field(default=2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fields(cls, data: Any) -> Any:
+        """train_steps, rank, ... of earlier protocol files become the overrides they mean."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        learn, animate = dict(data.get("learn", {})), dict(data.get("animate", {}))
+        for old, new in _LEGACY_LEARN.items():
+            if old in data:
+                learn[new] = data.pop(old)
+        for old in _LEGACY_LEARN_CORE:
+            if old in data:
+                learn["core"] = {**learn.get("core", {}), old: data.pop(old)}
+        if "size" in data:
+            learn["size"] = data.pop("size")
+        if "sample_steps" in data:
+            animate["steps"] = data.pop("sample_steps")
+        return {**data, "learn": learn, "animate": animate}
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -114,23 +141,22 @@ class Protocol(BaseModel):
         return table + sweep
 
 
+# The quick preset (9 frames, rank 4), cut to a few steps: it proves the path runs; numbers mean nothing.
 QUICK = Protocol(
     actions=["jumping_jack", "weld"],
     table_clips=4,
     sweep_clips=[],
     photos=2,
     seeds=[0],
-    frames=9,
-    train_steps=4,
-    rank=4,
-    warmup_steps=0,
-    augment_copies=1,
-    sample_steps=3,
+    preset="quick",
+    learn={"steps": 4, "core": {"warmup_steps": 0, "augment_copies": 1}},
+    animate={"steps": 3},
 )
 # The full table: 8 actions x (8 variants x 2 seeds at N=8 + 3 variants at N=4 and 16) = 8 x 22 runs,
-# 19 of them trained. Measured on the 2-core CPU with the tiny base at 64x64, 17 frames: 97 CPU-minutes
-# (49 min as two one-thread processes of 4 actions each; bench/README.md). Check with --plan.
-FULL = Protocol()
+# 19 of them trained: the standard preset at the tiny base's 64x64, 17 frames, with 60 training steps
+# (the time budget) and its other settings as shipped. Check with --plan. Before the preset drove it
+# (warmup 5, 2 augmented copies, 12 sampling steps) it took 97 CPU-minutes on the 2-core CPU.
+FULL = Protocol(learn={"steps": 60})
 
 
 # ----- inputs -------------------------------------------------------------------------------------
@@ -185,48 +211,63 @@ def _random_tiny_base(folder: Path) -> Path:
 # ----- one run: train (or not), animate every photo ----------------------------------------------
 
 
-def train_settings(protocol: Protocol, variant: str, seed: int, size: int, frames: int) -> Any:
-    from flashcli.core.settings import ALL_LORA_TARGETS, DEFAULT_LORA_TARGETS, AlignSettings, TrainSettings
+def learn_plan(protocol: Protocol, variant: str, seed: int, shape: Any) -> Any:
+    """What `flash learn --preset P` with the protocol's overrides trains, for one variant and seed."""
+    from flashcli.config import resolve_learn
+    from flashcli.core.settings import ALL_LORA_TARGETS, VARIANTS
+    from flashcli.workflows.plan import plan_learn
 
-    plain = variant == "plain_lora"
-    return TrainSettings(
-        frames=frames,
-        size=size,
-        steps=protocol.train_steps,
-        learning_rate=protocol.learning_rate,
-        warmup_steps=protocol.warmup_steps,
-        rank=protocol.rank,
-        seed=seed,
-        augment_copies=protocol.augment_copies,
-        targets=list(ALL_LORA_TARGETS if plain else DEFAULT_LORA_TARGETS),
-        align=AlignSettings.variant("none" if plain else variant),
+    plain = variant == "plain_lora"  # today's practice: LoRA on every projection, no FLASH parts
+    switches = dict(
+        zip(
+            ("strong_augment", "motion_align", "correspondence_align", "detail_enhance"),
+            VARIANTS[variant if variant in VARIANTS else "none"],  # `base` is never trained
+            strict=True,
+        )
     )
+    core = {**protocol.learn.get("core", {}), **({"targets": list(ALL_LORA_TARGETS)} if plain else {})}
+    align = {**protocol.learn.get("align", {}), **switches}
+    flags = {**protocol.learn, "core": core, "align": align, "seed": seed}
+    preset, config, table = resolve_learn(protocol.preset, flags)
+    return plan_learn(preset, config, table, shape, flags)
+
+
+def animate_plan(protocol: Protocol, variant: str, seed: int, shape: Any, learned: Any) -> Any:
+    """What `flash animate --preset P` samples the action with; `full` decodes with the base's DED."""
+    from flashcli.config import resolve_animate
+    from flashcli.workflows.plan import plan_animate
+
+    core = {**protocol.animate.get("core", {}), "use_ded": variant == "full"}
+    flags = {**protocol.animate, "core": core, "seed": seed, "frames": learned.frames, "size": learned.size}
+    preset, config = resolve_animate(protocol.preset, flags)
+    return plan_animate(preset, config, shape, None, None, flags)
 
 
 def animate_run(
     spec: Any, protocol: Protocol, variant: str, clips: int, seed: int, action: str, size: int, frames: int
 ) -> dict[str, Any]:
     """Videos (K, F, H, W, 3) of the K test photos, plus training time and final loss."""
-    from flashcli.core.sampler import animate_photo
-    from flashcli.core.settings import SampleSettings
-    from flashcli.core.trainer import train_adapter
+    from flashcli.workflows.animate import animate_one
+    from flashcli.workflows.learn import train_action
+    from flashcli.workflows.plan import BaseShape
 
+    shape = BaseShape.of(spec)
+    learned = learn_plan(protocol, variant, seed, shape)
     adapters: list[Any] = []
     cpu_started = time.process_time()  # CPU seconds: steadier than wall time on a shared machine
     record: dict[str, Any] = {"train_seconds": 0.0, "final_loss": math.nan}
     if variant != "base":
         rendered = train_clips(action, clips, size, frames)
-        settings = train_settings(protocol, variant, seed, size, frames)
-        result = train_adapter(spec, [c.frames for c in rendered], settings, masks=[c.mask for c in rendered])
-        adapters = [(result.adapter, result.metadata, 1.0)]
-        record = {"train_seconds": result.train_seconds, "final_loss": result.losses[-1]["total"]}
-    sample = SampleSettings(
-        steps=protocol.sample_steps, seed=seed, use_ded=variant == "full" and spec.ded is not None
-    )
+        weights = train_action(
+            spec, [c.frames for c in rendered], learned.train, masks=[c.mask for c in rendered]
+        )
+        adapters = [(weights.adapter.adapter, weights.adapter.metadata, 1.0)]
+        record = {"train_seconds": weights.seconds, "final_loss": weights.adapter.losses[-1]["total"]}
+    plan = animate_plan(protocol, variant, seed, shape, learned)
     started = time.perf_counter()
     videos = [
-        animate_photo(spec, clip.frames[0], adapters, sample, frames=frames)
-        for clip in test_clips(action, protocol.photos, size, frames)
+        animate_one(spec, clip.frames[0], adapters, plan, f"{action} {index}")
+        for index, clip in enumerate(test_clips(action, protocol.photos, size, frames))
     ]
     record["sample_seconds"] = time.perf_counter() - started
     record["cpu_seconds"] = time.process_time() - cpu_started
@@ -241,40 +282,43 @@ def cached_run(cache: Path, key: str, make: Any) -> dict[str, Any]:
         stored = np.load(path)
         return {name: (stored[name] if name == "videos" else float(stored[name])) for name in stored.files}
     record = make()
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f"{key}.partial.npz"
-    np.savez(partial, **record)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        np.savez(temp, **record)
     return record
 
 
 # ----- the whole protocol -------------------------------------------------------------------------
 
 
-def protocol_hash(protocol: Protocol, spec: Any, size: int, frames: int) -> str:
+def settings_summary(protocol: Protocol, spec: Any) -> dict[str, Any]:
+    """The settings every run shares, as resolved from the preset (seed and variant switches aside)."""
+    from flashcli.workflows.plan import BaseShape
+
+    shape = BaseShape.of(spec)
+    learned = learn_plan(protocol, "none", 0, shape)
+    sample = animate_plan(protocol, "none", 0, shape, learned).sample
+    train = learned.train.model_dump(mode="json", exclude={"seed", "align", "targets"})
+    return {
+        "preset": learned.preset,
+        "train": train,
+        "sample": sample.model_dump(mode="json", exclude={"seed"}),
+    }
+
+
+def protocol_hash(protocol: Protocol, spec: Any, settings: dict[str, Any]) -> str:
     """What a cached run's videos depend on (not which runs are chosen): adding a variant reuses the rest."""
-    fields = (
-        "photos",
-        "train_steps",
-        "rank",
-        "learning_rate",
-        "warmup_steps",
-        "augment_copies",
-        "sample_steps",
-    )
-    recipe = {name: getattr(protocol, name) for name in fields}
-    text = json.dumps([recipe, spec.weight_hash, size, frames], sort_keys=True)
+    recipe = {"photos": protocol.photos, "train": settings["train"], "sample": settings["sample"]}
+    text = json.dumps([recipe, spec.weight_hash], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[str, Any]:
     spec = load_spec(base, out)
-    size = protocol.size or spec.default_size
-    frames = protocol.frames or spec.default_frames
-    spec.check_video_shape(frames, size, size)
+    settings = settings_summary(protocol, spec)  # a bad frame count or size fails here, with the fix
+    size, frames = settings["train"]["size"], settings["train"]["frames"]
     detector = load_detector(detector_path)
     bones = bone_indices()
-    cache = out / "cache" / protocol_hash(protocol, spec, size, frames)
+    cache = out / "cache" / protocol_hash(protocol, spec, settings)
     truths = {action: test_clips(action, protocol.photos, size, frames) for action in protocol.actions}
     # Action references: the true motion of training clips (seen looks), never the test clips scored.
     references = {
@@ -346,6 +390,7 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
         )
     return {
         "protocol": protocol.model_dump(),
+        "settings": settings,
         "base": spec.describe(),
         "size": size,
         "frames": frames,
@@ -411,6 +456,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
     protocol = Protocol(**result["protocol"])
     rows = result["rows"]
     base = result["base"]
+    train, sample = result["settings"]["train"], result["settings"]["sample"]
     lines = [
         "# flash quality benchmark",
         "",
@@ -418,8 +464,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Base: `{base['base_id']}` (weights {base['weight_hash']}, DED {'yes' if base['ded'] else 'no'}), "
         f"{result['size']}x{result['size']}, {result['frames']} frames. "
         f"Actions: {', '.join(protocol.actions)}. K = {protocol.photos} unseen people per action, "
-        f"seeds {protocol.seeds}, {protocol.train_steps} training steps (rank {protocol.rank}), "
-        f"{protocol.sample_steps} sampling steps.",
+        f"seeds {protocol.seeds}, preset `{result['settings']['preset']}` with {protocol.learn or 'no'} "
+        f"learn and {protocol.animate or 'no'} animate overrides: {train['steps']} training steps "
+        f"(rank {train['rank']}), {sample['steps']} sampling steps.",
         "",
     ]
     facts = result["detector"]["heldout_unseen"]
@@ -515,17 +562,8 @@ def write_sheet(
         picture = Image.fromarray(strip).resize((width * zoom, height * zoom), Image.NEAREST)
         sheet.paste(picture, (label_width, top))
         draw.text((4, top + height * zoom // 2 - 6), label, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial.png")
-    sheet.save(partial)
-    partial.replace(path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        sheet.save(temp, format="PNG")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -572,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_seconds"] = time.perf_counter() - started
     command = "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(result, command.strip())
-    _write_text(args.out / "quality.md", text)
-    _write_text(args.out / "quality.json", json.dumps(finite_json(result), indent=1) + "\n")
+    write_text_atomic(args.out / "quality.md", text)
+    write_text_atomic(args.out / "quality.json", json.dumps(finite_json(result), indent=1) + "\n")
     print(text)
     print(
         f"wrote {args.out / 'quality.md'}, quality.json and sheets/ in {result['wall_seconds']:.0f}s",

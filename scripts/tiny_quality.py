@@ -133,13 +133,21 @@ def learn_heldout(
     steps: int | None,
     phase: float | None = None,
 ) -> dict[str, Any]:
-    from flashcli.config import AnimateConfig, resolve_learn
-    from flashcli.core.sampler import animate_photo
-    from flashcli.core.trainer import train_adapter
+    from flashcli.config import resolve_animate, resolve_learn
+    from flashcli.workflows.animate import animate_one
+    from flashcli.workflows.learn import train_action
+    from flashcli.workflows.plan import BaseShape, plan_animate, plan_learn
 
-    _, learn, animate = resolve_learn("quick", {"steps": steps} if steps else {})
-    settings = learn.train_settings(frames=spec.default_frames, size=spec.default_size)
-    sampling = AnimateConfig.model_validate(animate)
+    # As `flash learn --preset quick [--steps N]`, then `flash animate` of that action, would run.
+    shape, flags = BaseShape.of(spec), {"steps": steps} if steps else {}
+    preset, learn, animate_table = resolve_learn("quick", flags)
+    settings = plan_learn(preset, learn, animate_table, shape, flags).train
+
+    def sampling(seed: int) -> Any:
+        """The action's own [animate] table (as stored at learn time) at its learned shape."""
+        run_flags = {"seed": seed, "frames": settings.frames, "size": settings.size}
+        name, config = resolve_animate(None, run_flags, stored=animate_table)
+        return plan_animate(name, config, shape, None, None, run_flags)
 
     def clip(seed: int, appearance: str) -> Any:
         return render_clip(
@@ -148,19 +156,19 @@ def learn_heldout(
 
     training = [clip(EVAL_SEED + 200 + i, "seen") for i in range(clips)]
     tick = time.time()
-    result = train_adapter(spec, [c.frames for c in training], settings, masks=[c.mask for c in training])
+    result = train_action(
+        spec, [c.frames for c in training], settings, masks=[c.mask for c in training]
+    ).adapter
     learn_seconds = time.time() - tick
     rows, seconds = [], []
     distances: dict[str, list[float]] = {"adapter": [], "no_adapter": [], "still": []}
     for run in range(runs):
         truth = clip(EVAL_SEED + 300 + run, "unseen").frames
-        run_sampling = sampling.model_copy(update={"seed": run}).sample_settings(None)
+        run_sampling = sampling(run)
         tick = time.time()
-        video = animate_photo(
-            spec, truth[0], [(result.adapter, result.metadata, 1.0)], run_sampling, frames=settings.frames
-        )
+        video = animate_one(spec, truth[0], [(result.adapter, result.metadata, 1.0)], run_sampling, action)
         seconds.append(time.time() - tick)
-        plain = animate_photo(spec, truth[0], [], run_sampling, frames=settings.frames)
+        plain = animate_one(spec, truth[0], [], run_sampling, action)
         rows += [truth, video, plain]
         still = np.repeat(truth[:1], len(truth), axis=0)
         for name, candidate in (("adapter", video), ("no_adapter", plain), ("still", still)):
@@ -169,7 +177,7 @@ def learn_heldout(
         "action": action,
         "clips": clips,
         "steps": settings.steps,
-        "sampling_steps": sampling.steps,
+        "sampling_steps": sampling(0).sample.steps,
         "frames": settings.frames,
         "learn_seconds": round(learn_seconds, 1),
         "final_losses": result.losses[-1],

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from einops import rearrange
 
 from flashcli.core.ded import DetailEnhancedDecoder, ded_loss, moved_mask, psnr
 from flashcli.figureworld import PRETRAIN_ACTIONS, render_clip
+from flashcli.files import atomic_path
 
 TRAIN_SEED_START = 2_000_000  # disjoint from the tiny VAE's train (0..) and held-out (1_000_000..) seeds
 VAL_SEED_START = 2_500_000
@@ -190,9 +190,8 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temp:
+        torch.save(state, temp)
 
 
 def main() -> None:

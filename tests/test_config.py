@@ -72,9 +72,26 @@ def test_a_bad_learn_flag_names_the_limit_of_the_model_that_refused_it() -> None
     with pytest.raises(UserError) as caught:
         resolve_learn("quick", {"steps": 0})
     assert str(caught.value) == "--steps 0 is not allowed; use a whole number that is at least 1."
-    with pytest.raises(UserError) as caught:  # the config takes 3 frames, the core needs 5 or more
-        resolve_learn("quick", {"frames": 3})
-    assert str(caught.value) == "--frames 3 is not allowed; use a whole number that is at least 5."
+    with pytest.raises(UserError) as caught:  # the flag's own name, not the core field's
+        resolve_learn("quick", {"ded_steps": -1})
+    assert str(caught.value) == "--ded-steps -1 is not allowed; use a whole number from 0 to 100000."
+
+
+def test_each_setting_has_one_default_the_core_models() -> None:
+    # A preset that chooses nothing gets the core's own defaults, for learn and animate alike: there
+    # is no second default in the config layer that could drift from the core's (rank 8 vs 16, ...).
+    from flashcli.config import AnimateConfig, LearnConfig
+    from flashcli.core.settings import SampleSettings, TrainSettings
+
+    trained = LearnConfig().train_settings(17, 64)
+    assert trained == TrainSettings(frames=17, size=64)
+    assert AnimateConfig().sample_settings(prompt=None) == SampleSettings()
+    for key in ("steps", "rank", "learning_rate", "seed", "checkpoint_every"):
+        assert getattr(LearnConfig(), key) is None, key
+    # The default preset is the defaults: it chooses nothing.
+    _, standard, animate_table = resolve_learn(None, {})
+    assert standard.train_settings(17, 64) == trained and animate_table == {}
+    assert resolve_animate(None, {})[1].sample_settings(prompt=None) == SampleSettings()
 
 
 def test_a_bad_stored_setting_blames_the_action_not_a_flag() -> None:
@@ -135,11 +152,11 @@ def test_the_base_shape_is_read_without_torch_and_agrees_with_the_loaded_base(tm
     import subprocess
     import sys
 
-    from flashcli.config import base_shape
     from flashcli.core.specs import load_base
+    from flashcli.workflows.plan import BaseShape, base_shape
 
     probe = (
-        "import sys; from flashcli.config import base_shape; base_shape('tiny'); "
+        "import sys; from flashcli.workflows.plan import base_shape; base_shape('tiny'); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -152,4 +169,5 @@ def test_the_base_shape_is_read_without_torch_and_agrees_with_the_loaded_base(tm
         spec.size_multiple,
     )
     assert (shape.default_frames, shape.default_size) == (spec.default_frames, spec.default_size)
+    assert shape == BaseShape.of(spec)
     assert base_shape(str(tmp_path)) is None  # not a base: loading it will say why

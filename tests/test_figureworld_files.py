@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
+from test_video import file_size_limit
 
 from flashcli.figureworld import JOINT_NAMES, render_clip
 from flashcli.figureworld.__main__ import main
@@ -47,6 +50,31 @@ def _read_mp4(path: Path) -> np.ndarray:
     width, height = meta["size"]
     frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
     return np.stack(frames)
+
+
+def test_a_refused_mp4_write_keeps_the_earlier_clip(tmp_path: Path) -> None:
+    """A disk that fills up mid-encode (here: a file-size limit) raises naming the clip and leaves the
+    earlier clip whole, with no temp file beside it."""
+    noisy = np.random.default_rng(0).integers(0, 255, size=(9, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "clip.mp4"
+    write_mp4(noisy, path, 8)
+    before = path.read_bytes()
+    with file_size_limit(4096), pytest.raises(OSError) as raised:
+        write_mp4(noisy[::-1].copy(), path, 8)
+    assert raised.value.filename == str(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_written_clips_keep_to_the_users_umask(tmp_path: Path) -> None:
+    """A private umask gives private frames: the folder is not opened up to everyone."""
+    previous = os.umask(0o077)
+    try:
+        write_clip(render_clip("weld", 1, size=32, frames=3), tmp_path, "weld_1", mp4=False)
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [*tmp_path.iterdir(), *tmp_path.rglob("*.png")]}
+    assert modes == {"weld_1": 0o700, "weld_1.json": 0o600, **{f"frame_00{i}.png": 0o600 for i in range(3)}}
 
 
 def test_mp4_refuses_odd_sizes(tmp_path: Path) -> None:

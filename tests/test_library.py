@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -106,6 +107,30 @@ def test_existing_action_needs_force_and_force_replaces(tmp_path: Path) -> None:
     add_action(lib, "weld", force=True)
     assert not (tmp_path / "weld" / "marker").exists()
     assert lib.names() == ["weld"]
+
+
+def test_a_replacement_that_cannot_be_renamed_into_place_keeps_the_old_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`learn --force` on a disk that refuses the final rename: the action learned before stays usable."""
+    lib = Library(tmp_path)
+    add_action(lib, "weld")
+    (tmp_path / "weld" / "marker").write_text("old")
+    real_replace = os.replace
+
+    def refuse_staging(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src).name.startswith(".staging-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_staging)
+    with pytest.raises(UserError, match="disk is full"):
+        add_action(lib, "weld", force=True)
+    monkeypatch.undo()
+    assert (tmp_path / "weld" / "marker").read_text() == "old"
+    lib.verified("weld")
+    add_action(lib, "other")  # the next writer sweeps what is left
+    assert sorted(entry.name for entry in tmp_path.iterdir() if entry.name != ".locks") == ["other", "weld"]
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:

@@ -196,10 +196,10 @@ def test_full_disk_keeps_the_previous_output_and_says_so(tmp_path: Path, fmt: st
 
 
 def test_stale_temps_of_a_killed_writer_are_swept_but_live_and_user_files_kept(tmp_path: Path) -> None:
-    from flashcli.core.atomic import atomic_path
+    from flashcli.files import atomic_path
 
     killed_writer = (
-        "import os, signal, sys; from flashcli.core.atomic import atomic_path\n"
+        "import os, signal, sys; from flashcli.files import atomic_path\n"
         "with atomic_path(sys.argv[1]) as temp:\n"
         "    temp.write_bytes(b'half an mp4')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from flashcli.figureworld import GENERATOR_VERSION, JOINT_NAMES, PRETRAIN_ACTIONS
+from flashcli.files import atomic_path
 from flashcli.lab.keypoints.data import (
     TRAIN_SEED_START,
     FramePool,
@@ -68,10 +69,8 @@ def load_or_render_pool(args: argparse.Namespace) -> FramePool:
     pool = render_pool(
         PRETRAIN_ACTIONS, args.train_clips, seed_start=TRAIN_SEED_START, appearance="seen", size=args.size
     )
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(cache.stem + ".partial.npz")
-    np.savez(partial, images=pool.images, joints=pool.joints, visible=pool.visible)
-    partial.replace(cache)
+    with atomic_path(cache) as temp:  # its name ends in .npz, so np.savez adds no suffix
+        np.savez(temp, images=pool.images, joints=pool.joints, visible=pool.visible)
     return pool
 
 
@@ -184,9 +183,8 @@ def _save_checkpoint(
         "history": history,
         "args": _recipe(args),
     }
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        torch.save(state, temp)
 
 
 if __name__ == "__main__":

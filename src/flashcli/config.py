@@ -1,89 +1,111 @@
 """User-facing settings for `learn` and `animate`, and the TOML presets that fill them.
 
 A preset file (`presets/NAME.toml`) has a `description`, a `[learn]` table and an `[animate]`
-table; each table is validated by the same pydantic model as the command-line flags, so a typo
-in a preset fails the same way as a typo in a flag. Precedence: model defaults < preset < flags.
-The models build the core's `TrainSettings` / `SampleSettings` (whose module is torch-free).
+table; each table is validated by the same models as the command-line flags, so a typo in a preset
+fails the same way as a typo in a flag. Precedence: defaults < preset < flags.
+
+One default and one rule per setting. A setting the core uses (steps, rank, learning rate, seed, ...)
+is None here until a preset or flag chooses it, and falls through to the core's `TrainSettings` /
+`SampleSettings` (torch-free), which hold its only default and limits: the core's models are what
+runs, and benchmarks and tests build them directly, so they must carry the defaults; a second copy
+here could only drift. frames, size and fps depend on the base and are fitted to it by
+`flashcli.workflows.plan`. Only settings the core never sees (base, crop, device, preview steps,
+format, fps) have their default and limits here.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flashcli.core.settings import AlignSettings, SampleSettings, TrainSettings  # pydantic only, no torch
+from flashcli.core.settings import SampleSettings, TrainSettings  # pydantic only, no torch
 from flashcli.errors import UserError
 
 Device = Literal["auto", "cuda", "cpu"]
 Crop = Literal["center", "pad", "stretch"]
 Format = Literal["mp4", "gif", "webp", "png"]
 DEFAULT_PRESET = "standard"
+# LearnConfig fields that are TrainSettings fields of the same name.
+_TRAIN_KEYS = ("steps", "rank", "learning_rate", "seed", "checkpoint_every")
+# A TrainSettings field whose flag has another name, for messages that name the flag.
+_FLAG_NAMES = {"ded_finetune_steps": "ded_steps"}
+
+
+class _TrainChoices(TrainSettings):
+    """TrainSettings before the base is known: every field keeps TrainSettings' own default and rule
+    (inherited, so they cannot drift); only frames and size, which the base supplies, may be absent."""
+
+    frames: int | None = None  # type: ignore[assignment]
+    size: int | None = None  # type: ignore[assignment]
 
 
 class LearnConfig(BaseModel):
-    """Everything `flash learn` lets a user choose."""
+    """What a preset's [learn] table and `flash learn`'s flags chose (None: not chosen)."""
 
     model_config = ConfigDict(extra="forbid")
 
     base: str = "tiny"
     prompt: str | None = None
-    steps: int = Field(default=300, ge=1)
-    rank: int = Field(default=8, ge=1, le=256)
-    # None: the base's native frame count / size (from its flash_base.json).
-    frames: int | None = Field(default=None, ge=2, le=257)
-    size: int | None = Field(default=None, ge=16, le=2048)
-    seed: int = Field(default=0, ge=0)
-    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
     crop: Crop = "center"
     device: Device = "auto"
     preview_steps: int = Field(default=8, ge=1, le=200)
-    checkpoint_every: int = Field(default=50, ge=0)
-    # Steps of fine-tuning the base's Detail Enhancement Decoder on the clips after the adapter
-    # (`--ded-steps`); None = the core's ded_finetune_steps ([learn.core] or its default, 0 = off).
-    ded_steps: int | None = Field(default=None, ge=0, le=100_000)
-    # The Motion Alignment Module's switches (the paper's ablation axes), validated by the core.
-    align: AlignSettings = Field(default_factory=AlignSettings)
-    # Further TrainSettings fields (warmup_steps, targets, precision, ...) passed to the core as
-    # is and validated there (extra="forbid"): knobs that presets tune but flags do not expose.
+    frames: int | None = None  # None: the base's
+    size: int | None = None
+    steps: int | None = None
+    rank: int | None = None
+    learning_rate: float | None = None
+    seed: int | None = None
+    checkpoint_every: int | None = None
+    # `--ded-steps`: TrainSettings.ded_finetune_steps (fine-tune the base's DED on the clips after the
+    # adapter); it wins over the same key in [learn.core].
+    ded_steps: int | None = None
+    # The Motion Alignment Module's switches (the paper's ablation axes): AlignSettings fields.
+    align: dict[str, Any] = Field(default_factory=dict)
+    # Further TrainSettings fields (warmup_steps, targets, precision, ...): knobs that presets tune
+    # but flags do not expose. A [learn] key wins over the same key here.
     core: dict[str, Any] = Field(default_factory=dict)
 
-    def train_settings(self, frames: int | None = None, size: int | None = None) -> TrainSettings:
-        """The core's TrainSettings for these choices; frames/size fill in what this config leaves to
-        the base (without a base, the core's defaults stand in for validation)."""
-        frames = self.frames or frames
-        size = self.size or size
-        core = dict(self.core)
-        if self.ded_steps is not None:  # the flag (or [learn] key) wins over [learn.core]
-            core["ded_finetune_steps"] = self.ded_steps
-        return TrainSettings(
-            **({"frames": frames} if frames else {}),
-            **({"size": size} if size else {}),
-            steps=self.steps,
-            learning_rate=self.learning_rate,
-            rank=self.rank,
-            seed=self.seed,
-            checkpoint_every=self.checkpoint_every,
-            align=self.align,
-            **core,
-        )
+    @field_validator("core")
+    @classmethod
+    def _shape_is_not_a_knob(cls, core: dict[str, Any]) -> dict[str, Any]:
+        misplaced = sorted({"frames", "size"} & set(core))
+        if misplaced:
+            raise ValueError(f"set {' and '.join(misplaced)} in [learn], not in [learn.core]")
+        return core
+
+    def core_choices(self) -> dict[str, Any]:
+        """The TrainSettings fields chosen, by TrainSettings' names (frames and size aside)."""
+        chosen = {key: getattr(self, key) for key in _TRAIN_KEYS if getattr(self, key) is not None}
+        if self.ded_steps is not None:
+            chosen["ded_finetune_steps"] = self.ded_steps
+        if self.align:
+            chosen["align"] = self.align
+        return {**self.core, **chosen}
+
+    def check(self) -> None:
+        """Apply TrainSettings' rules to every chosen value, before the base (and so frames and size)
+        is known; raises pydantic's ValidationError."""
+        _TrainChoices.model_validate(self.core_choices())
+
+    def train_settings(self, frames: int, size: int) -> TrainSettings:
+        """The core's complete TrainSettings, with frames and size as fitted to the base."""
+        return TrainSettings.model_validate({**self.core_choices(), "frames": frames, "size": size})
 
 
 class AnimateConfig(BaseModel):
-    """Everything `flash animate` lets a user choose. None means "as the action was learned"."""
+    """What an [animate] table (a preset's, or the one the action stored) and `flash animate`'s flags
+    chose. None: as the action was learned (frames, size, fps), else the core's or the base's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(default=20, ge=1, le=1000)
-    frames: int | None = Field(default=None, ge=2, le=257)
-    size: int | None = Field(default=None, ge=16, le=2048)
+    steps: int | None = None  # SampleSettings.steps
+    seed: int | None = None  # SampleSettings.seed
+    frames: int | None = None
+    size: int | None = None
     fps: float | None = Field(default=None, gt=0, le=120)
-    seed: int = Field(default=0, ge=0)
     crop: Crop = "center"
     format: Format = "mp4"
     device: Device = "auto"
@@ -92,7 +114,8 @@ class AnimateConfig(BaseModel):
 
     def sample_settings(self, prompt: str | None) -> SampleSettings:
         """The core's SampleSettings for these choices (prompt: the action's, for text bases)."""
-        return SampleSettings(steps=self.steps, seed=self.seed, prompt=prompt, **self.core)
+        chosen = {key: getattr(self, key) for key in ("steps", "seed") if getattr(self, key) is not None}
+        return SampleSettings.model_validate({**self.core, **chosen, "prompt": prompt})
 
 
 class PresetFile(BaseModel):
@@ -119,9 +142,7 @@ def available_presets() -> list[str]:
     return sorted(names)
 
 
-def _first_error(error: ValidationError | TypeError) -> str:
-    if isinstance(error, TypeError):
-        return f"'core': {error}"
+def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "value"
     return f"'{where}': {first['msg']}"
@@ -164,7 +185,7 @@ def allowed_values(model: type[BaseModel], key: str) -> str | None:
 
 
 def _setting_error(
-    error: ValidationError | TypeError,
+    error: ValidationError,
     models: tuple[type[BaseModel], ...],
     flags: dict[str, Any],
     *,
@@ -176,14 +197,14 @@ def _setting_error(
 
     `models` are the pydantic models the settings pass through (the config's, then the core's); the
     one that refused names the limits."""
-    first = error.errors()[0] if isinstance(error, ValidationError) else None
-    key = str(first["loc"][0]) if first is not None and first["loc"] else None
-    by_name = {model.__name__: model for model in models}
-    model = by_name.get(error.title, models[0]) if isinstance(error, ValidationError) else models[0]
+    first = error.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else None
+    flag = _FLAG_NAMES.get(key, key) if key is not None else None
+    model = {model.__name__: model for model in models}.get(error.title, models[0])
     allowed = allowed_values(model, key) if key is not None else None
-    if first is not None and key is not None and flags.get(key) is not None and len(first["loc"]) == 1:
+    if flag is not None and flags.get(flag) is not None and len(first["loc"]) == 1:
         hint = f"use {allowed}" if allowed else first["msg"][:1].lower() + first["msg"][1:]
-        return UserError(f"--{key.replace('_', '-')} {_number(flags[key])} is not allowed; {hint}.")
+        return UserError(f"--{flag.replace('_', '-')} {_number(flags[flag])} is not allowed; {hint}.")
     hint = f"use {allowed}, or {fix}" if allowed else fix
     return UserError(f"Invalid setting {_first_error(error)} in {where}; {hint}.")
 
@@ -215,9 +236,9 @@ def load_preset(name_or_path: str) -> tuple[str, PresetFile]:
         raise UserError(f"Preset '{path}' is not valid TOML ({error}); fix the file.") from None
     try:
         preset = PresetFile.model_validate(raw)
-        LearnConfig.model_validate(preset.learn).train_settings()
+        LearnConfig.model_validate(preset.learn).check()
         AnimateConfig.model_validate(preset.animate).sample_settings(prompt=None)
-    except (ValidationError, TypeError) as error:
+    except ValidationError as error:
         raise UserError(f"Preset '{path}' is invalid at {_first_error(error)}; fix the file.") from None
     return path.stem, preset
 
@@ -243,12 +264,12 @@ def resolve_learn(preset: str | None, flags: dict[str, Any]) -> tuple[str, Learn
     name, preset_file = load_preset(preset or DEFAULT_PRESET)
     try:
         config = LearnConfig.model_validate(_merge(preset_file.learn, flags))
-        config.train_settings()  # the core's own checks, before any clip is read
+        config.check()  # the core's rules, before any clip is read; frames and size wait for the base
         return name, config, dict(preset_file.animate)
-    except (ValidationError, TypeError) as error:
+    except ValidationError as error:
         where = f"the [learn] table of preset '{name}'"
         fix = "fix the preset"
-        raise _setting_error(error, (LearnConfig, TrainSettings), flags, where=where, fix=fix) from None
+        raise _setting_error(error, (LearnConfig, _TrainChoices), flags, where=where, fix=fix) from None
 
 
 def resolve_animate(
@@ -267,51 +288,5 @@ def resolve_animate(
         config = AnimateConfig.model_validate(_merge(table, flags))
         config.sample_settings(prompt=None)
         return name, config
-    except (ValidationError, TypeError) as error:
+    except ValidationError as error:
         raise _setting_error(error, (AnimateConfig, SampleSettings), flags, where=where, fix=fix) from None
-
-
-# diffusers' Wan VAE encodes frame 0, then chunks of this many frames (core.specs.wan's
-# ENCODER_CHUNK_FRAMES; a test keeps the two in step without importing torch here).
-_ENCODER_CHUNK_FRAMES = 4
-
-
-@dataclass(frozen=True)
-class BaseShape:
-    """The frame counts and sizes a base accepts, read from its config files without loading it, so
-    a --frames or --size it cannot take fails at once rather than after the model has loaded."""
-
-    base_id: str
-    frame_step: int  # frames = frame_step * k + 1
-    size_multiple: int
-    default_frames: int | None  # None: not known without loading (the full check runs after loading)
-    default_size: int | None
-
-
-def _base_folder(source: str) -> Path:
-    # The embedded base's folder, as core.specs.tiny_base_folder() has it (that module imports torch).
-    return (
-        Path(__file__).resolve().parent / "weights" / "tiny"
-        if source == "tiny"
-        else Path(source).expanduser()
-    )
-
-
-def base_shape(source: str) -> BaseShape | None:
-    """What `source` ('tiny' or a base folder) accepts, from flash_base.json (or model_index.json) and
-    the vae/ and transformer/ configs; None when they do not say, and loading the base will tell."""
-    folder = _base_folder(source)
-    try:
-        vae = json.loads((folder / "vae" / "config.json").read_text())
-        transformer = json.loads((folder / "transformer" / "config.json").read_text())
-        frame_step = math.lcm(_ENCODER_CHUNK_FRAMES, int(vae["scale_factor_temporal"]))
-        size_multiple = int(vae["scale_factor_spatial"]) * max(int(p) for p in transformer["patch_size"][1:])
-        if (folder / "flash_base.json").is_file():
-            meta = json.loads((folder / "flash_base.json").read_text())
-            frames, size = (None if meta.get(key) is None else int(meta[key]) for key in ("frames", "size"))
-            return BaseShape(str(meta["base_id"]), frame_step, size_multiple, frames, size)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None
-    if (folder / "model_index.json").is_file():  # a diffusers folder: its own defaults need the loader
-        return BaseShape(folder.name, frame_step, size_multiple, None, None)
-    return None

@@ -29,7 +29,6 @@ import lzma
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,8 +41,8 @@ import filelock
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flashcli.core.permissions import current_umask
 from flashcli.errors import UserError, environment_problem
+from flashcli.files import atomic_path, discard_folder, replace_folder, staging_folder, write_text_atomic
 
 MANIFEST_FILE = "action.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -475,11 +474,10 @@ class Library:
         try:
             with self.refusals():
                 self.sweep_stale()
-                path = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{name}-", dir=self.root))
+                path = staging_folder(self.root, prefix=f"{_STAGING_PREFIX}{name}-")
             try:
                 with self.refusals():
-                    os.chmod(path, 0o777 & ~current_umask())  # mkdtemp makes 0700; action folders are normal
-                    (path / _PID_FILE).write_text(str(os.getpid()))
+                    (path / _PID_FILE).write_text(str(os.getpid()))  # a live owner: sweep_stale keeps it
                 yield Staging(self, name, path)
             finally:
                 shutil.rmtree(path, ignore_errors=True)
@@ -489,17 +487,11 @@ class Library:
     def _install(self, staged: Path, name: str, *, force: bool) -> Path:
         target = self.action_dir(name)
         with self._lock():
-            if target.exists():
-                if not force:
-                    raise UserError(
-                        f"Action '{name}' already exists in '{self.root}'; pass --force to replace it."
-                    )
-                trash = Path(tempfile.mkdtemp(prefix=_TRASH_PREFIX, dir=self.root))
-                os.replace(target, trash / name)
-                os.replace(staged, target)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(staged, target)
+            if target.exists() and not force:
+                raise UserError(
+                    f"Action '{name}' already exists in '{self.root}'; pass --force to replace it."
+                )
+            replace_folder(staged, target, trash_prefix=_TRASH_PREFIX)
         return target
 
     def checkpoint_dir(self, name: str) -> Path:
@@ -512,9 +504,7 @@ class Library:
         folder = self.root / name if listed else self.require(name)
         with self.refusals():
             with self._lock():
-                trash = Path(tempfile.mkdtemp(prefix=_TRASH_PREFIX, dir=self.root))
-                os.replace(folder, trash / "action")
-                shutil.rmtree(trash, ignore_errors=True)
+                discard_folder(folder, trash_prefix=_TRASH_PREFIX)
             if _NAME_PATTERN.fullmatch(name):
                 shutil.rmtree(self.root / ".checkpoints" / name, ignore_errors=True)
 
@@ -536,8 +526,6 @@ class Library:
     def export(self, name: str, destination: Path) -> Path:
         """Pack an action into one zip file (`.flash`): its manifest, adapter, preview and DED weights,
         after checking them; the packed manifest records every member's size and sha256."""
-        from flashcli.core.atomic import atomic_path
-
         manifest = self.verified(name)
         folder = self.action_dir(name)
         if destination.is_dir():
@@ -760,7 +748,4 @@ def manifest_json(manifest: ActionManifest) -> str:
 
 
 def write_manifest(path: Path, manifest: ActionManifest) -> None:
-    from flashcli.core.atomic import atomic_path
-
-    with atomic_path(path) as temp:
-        temp.write_text(manifest_json(manifest), encoding="utf-8")
+    write_text_atomic(path, manifest_json(manifest))

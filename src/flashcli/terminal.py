@@ -1,4 +1,6 @@
-"""What the user sees: results on stdout (one JSON document with --json), everything else on stderr.
+"""What the user sees: results on stdout (one JSON document with --json), everything else on stderr:
+progress, notes and the tables of clips, the library and an action (`TerminalReporter` is how the
+workflows reach it).
 
 Progress is a rich bar when stderr is a terminal and one plain line per ~10% of the steps when it is
 a pipe or a log file, so scripts and CI logs stay readable.
@@ -9,11 +11,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from flashcli.library import ActionManifest
+    from flashcli.preflight import Preflight
 
 # Pipes and log files get wide tables instead of rich's 80-column default for non-terminals.
 _PIPE_WIDTH = 140
@@ -153,3 +163,161 @@ class StepProgress:
 
     def sample_step(self, step: int, total: int) -> None:
         self.update(step, total, self._timing("sample", step, total))
+
+
+class TerminalReporter:
+    """How the workflows reach the terminal (a `flashcli.workflows.report.Reporter`): progress bars,
+    tables and notes on stderr; `on_saved` hears what has been saved for good."""
+
+    def __init__(self, on_saved: Callable[[str], None]) -> None:
+        self.on_saved = on_saved
+
+    def steps(self, title: str, total: int) -> StepProgress:
+        return StepProgress(title, total)
+
+    def clips(self, report: Preflight, frames: int, size: int, crop: str) -> None:
+        show_clips(report, frames, size, crop)
+
+    def note(self, message: str) -> None:
+        say(message)
+
+    def saved(self, what: str) -> None:
+        self.on_saved(what)
+
+
+# -- tables (stderr) -------------------------------------------------------------------------------------
+
+
+def show_clips(report: Preflight, frames: int, size: int, crop: str) -> None:
+    """The clips as training will use them, then the warnings about them."""
+    table = Table(title=f"Clips: {frames} frames each, {size}x{size} ({crop})", title_justify="left")
+    for column in ("clip", "duration", "fps", "resolution", "frames", "used", "sampling", "motion"):
+        table.add_column(column, justify="left" if column in ("clip", "sampling") else "right")
+    for clip in report.clips:
+        record = clip.record
+        table.add_row(
+            escape(Path(record.path).name),  # a clip named `a[/b].mp4` is text, not markup
+            f"{record.duration:.2f} s",
+            f"{record.fps:g}",
+            f"{record.width}x{record.height}",
+            str(record.frames_total),
+            str(record.frames_used),
+            record.sampling,
+            f"{clip.motion:.1f}",
+        )
+    stderr_console().print(table)
+    for message in report.warnings:
+        warn(message)
+
+
+def human_bytes(count: int) -> str:
+    """A size in binary units, labelled as such (1 KiB = 1024 bytes)."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
+
+
+def show_library(document: dict[str, Any], *, deep: bool) -> None:
+    """`inspect`'s table of every action, then each broken one's problem."""
+    from flashcli.library import printable
+
+    rows, root = document["actions"], document["library"]
+    table = Table(title=escape(f"Library {root}"), title_justify="left")
+    for column in ("action", "status", "base", "clips", "steps", "created", "size"):
+        table.add_column(column, justify="right" if column in ("clips", "steps", "size") else "left")
+    for row in rows:
+        cells = [row["base"], row["clips"], row["steps"], row["created"]]
+        size = human_bytes(row["size_bytes"]) if row["size_bytes"] is not None else ""
+        table.add_row(
+            escape(printable(row["action"])),
+            row["status"] if row["status"] == "ok" else "[red]broken[/red]",
+            *(escape(str(cell)) if cell is not None else "" for cell in cells),
+            size,
+        )
+    console = stderr_console()
+    console.print(table if rows else escape(f"No actions in {root} yet; make one with `flash learn`."))
+    for row in rows:
+        if row["problem"] is not None:
+            console.print(f"broken: {row['problem']}", markup=False)
+    if deep and rows and not any(row["problem"] for row in rows):
+        console.print(f"All {len(rows)} actions are intact.")
+
+
+def _preview_words(manifest: ActionManifest) -> str:
+    # Learn records the still's source as 'figureworld:<clip it came from>:seed=N:appearance=unseen'
+    # (frame 0 of an unseen figure; the clip's own action plays no part) or '--preview-photo'.
+    source = manifest.preview_source
+    seed = next((part[5:] for part in source.split(":") if part.startswith("seed=")), None)
+    if source == "--preview-photo":
+        return f"'{manifest.name}' animated from the photo given with --preview-photo"
+    if source.startswith("figureworld:") and seed is not None:
+        return f"'{manifest.name}' animated from a still of a FigureWorld figure it never saw (seed {seed})"
+    return source
+
+
+def _facts(manifest: ActionManifest) -> Table:
+    facts = Table(show_header=False, box=None)
+    keys = ("prompt", "preset", "frames", "size", "fps", "crop", "steps", "rank", "seed", "train_seconds")
+    for key in keys:
+        value = getattr(manifest, key)
+        facts.add_row(key, "—" if value is None else escape(str(value)))
+    facts.add_row("base hash", manifest.base_hash[:16])
+    facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))
+    if manifest.ded is not None:
+        ded, final = manifest.ded, manifest.ded.final_losses.get("loss", float("nan"))
+        facts.add_row(
+            "DED", f"fine-tuned on the clips: {ded.steps} steps, lr {ded.learning_rate:g}, loss {final:.4f}"
+        )
+    else:
+        facts.add_row("DED", "the base's (not fine-tuned)")
+    facts.add_row("preview", escape(_preview_words(manifest)))
+    return facts
+
+
+def show_action(manifest: ActionManifest, files: dict[str, Any], written: dict[str, str]) -> None:
+    """`inspect NAME`: facts, clips, loss curves and files of one action."""
+    from flashcli.views import loss_series, sparkline
+
+    console = stderr_console()
+    console.print(
+        f"[bold]{escape(manifest.name)}[/bold]  learned {escape(manifest.created)} on base "
+        f"{escape(manifest.base)}"
+    )
+    console.print(_facts(manifest))
+    clips = Table(title="Clips", title_justify="left")
+    for column in ("clip", "duration", "fps", "resolution", "frames", "sampling", "sha256"):
+        clips.add_column(column)
+    for clip in manifest.clips:
+        clips.add_row(
+            escape(clip.path),
+            f"{clip.duration:.2f} s",
+            f"{clip.fps:g}",
+            f"{clip.width}x{clip.height}",
+            f"{clip.frames_used}/{clip.frames_total}",
+            escape(clip.sampling),
+            escape(clip.sha256[:12]),
+        )
+    console.print(clips)
+    curves = {term: sparkline(values) for term, values in loss_series(manifest.losses).items()}
+    if manifest.ded is not None and manifest.ded.losses:
+        curves["DED loss"] = sparkline([step["loss"] for step in manifest.ded.losses if "loss" in step])
+    if curves:
+        console.print("Losses (first step to last):")
+        for term, line in curves.items():
+            console.print(f"  {term:>12} {line}", markup=False)
+    for key, value in {**files, **written}.items():
+        if value:
+            console.print(f"{key:>13}: {value}", markup=False)
+
+
+def show_adapter(document: dict[str, Any]) -> None:
+    """`inspect FILE.safetensors`: the adapter's header and size."""
+    table = Table(title=escape(f"Adapter {document['path']}"), show_header=False, title_justify="left")
+    for key, value in sorted(document["metadata"].items()):
+        table.add_row(escape(key), escape(value))
+    table.add_row("tensors", str(document["tensors"]))
+    table.add_row("parameters", f"{document['parameters']:,}")
+    stderr_console().print(table)

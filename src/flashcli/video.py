@@ -21,7 +21,7 @@ import stat
 import subprocess
 import warnings
 from collections.abc import Callable, Container, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from flashcli.core.atomic import WriterFailed
-from flashcli.core.atomic import atomic_path as _core_atomic_path
+from flashcli import files
 from flashcli.errors import UserError
+from flashcli.files import WriterFailed
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -760,18 +760,10 @@ def write_failure(target: Path, error: OSError) -> str | None:
     return None
 
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """The core's atomic writer (a temp beside `target`, renamed over it on success) with a refused
-    write told to the user as one sentence (exit 2); the previous `target` then stays as it was."""
-    try:
-        with _core_atomic_path(target) as temp:
-            yield temp
-    except OSError as error:
-        sentence = write_failure(Path(target), error)
-        if sentence is None:
-            raise
-        raise UserError(sentence) from None
+def atomic_path(target: Path) -> AbstractContextManager[Path]:
+    """The one atomic writer (`flashcli.files.atomic_path`) for outputs: a refused write is told to
+    the user as one sentence (`write_failure`, exit 2); the previous `target` then stays as it was."""
+    return files.atomic_path(target, explain=write_failure)
 
 
 def _encoder_errno(returncode: int, stderr: str) -> int:
@@ -791,9 +783,10 @@ def _encoder_errno(returncode: int, stderr: str) -> int:
     return errno.EIO
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, crf: int = MP4_CRF) -> None:
     """Encode H.264 (yuv420p) with the bundled ffmpeg, checking its exit status: a failed encode or
-    close (a full disk) raises instead of leaving a truncated file to be renamed over the target."""
+    close (a full disk) raises WriterFailed instead of leaving a truncated file to be renamed over the
+    target. `crf`: H.264 constant rate factor (lower is better)."""
     import imageio_ffmpeg
 
     height, width = frames.shape[1:3]
@@ -802,7 +795,7 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     rate = str(Fraction(fps).limit_denominator())
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-nostdin", "-f", "rawvideo"]
     command += ["-vcodec", "rawvideo", "-s", f"{width}x{height}", "-pix_fmt", "rgb24", "-r", rate, "-i", "-"]
-    command += ["-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(MP4_CRF), "-f", "mp4"]
+    command += ["-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-f", "mp4"]
     raw = np.ascontiguousarray(frames).tobytes()
     result = subprocess.run([*command, str(path)], input=raw, capture_output=True, check=False)
     if result.returncode != 0:
@@ -833,7 +826,7 @@ def encode_video(temp: Path, frames: np.ndarray, fps: float, fmt: OutputFormat) 
         raise ValueError(f"expected uint8 (F, H, W, 3) frames, got {frames.dtype} {frames.shape}")
     frame_ms = max(1, round(1000.0 / fps))
     if fmt == "mp4":
-        _write_mp4(temp, frames, fps)
+        encode_mp4(temp, frames, fps)
         return
     images = _pil_frames(frames)
     if fmt == "gif":

@@ -144,6 +144,34 @@ def test_learn_shape_mistakes_fail_before_loading_and_name_the_nearest_fit(
     assert not (tmp_path / "library").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--frames", "3", "--frames 3 is not allowed; use 4k+1 frames from 5 to 257 for base 'tiny'."),
+        (
+            "--size",
+            "4096",
+            "--size 4096 is not allowed; use a multiple of 8 from 16 to 2048 for base 'tiny'.",
+        ),
+    ],
+)
+def test_learn_shape_out_of_range_is_one_sentence_before_loading(
+    flag: str,
+    value: str,
+    message: str,
+    workspace: Workspace,
+    runner: CliRunner,
+    tmp_path: Path,
+    no_model_loading: None,
+) -> None:
+    # The frame count and size are checked once, against the base, whatever the kind of mistake.
+    args = ["learn", str(workspace.clips), "--action", "fresh", "--base", "tiny", flag, value]
+    result = runner.invoke(app, [*args, "--library", str(tmp_path / "library")])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [f"error: {message}"]
+    assert not (tmp_path / "library").exists()
+
+
 def test_animate_shape_mistake_fails_before_loading(
     workspace: Workspace, runner: CliRunner, tmp_path: Path, no_model_loading: None
 ) -> None:
@@ -170,9 +198,9 @@ def test_animate_shape_mistake_fails_before_loading(
 def test_the_nearest_fit_rounds_to_the_closer_value_and_halfway_up(
     value: int, step: int, offset: int, nearest: int
 ) -> None:
-    from flashcli.cli import _nearest
+    from flashcli.workflows.plan import nearest as nearest_fit
 
-    assert _nearest(value, step, offset) == nearest
+    assert nearest_fit(value, step, offset) == nearest
 
 
 # -- the ETA -------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Learn-time DED fine-tuning: it learns the clips, leaves the base's DED alone, and its weights
-file refuses every other base."""
+"""Learn-time DED fine-tuning: the learn workflow runs it after the adapter (the trainer never does),
+it learns the clips, leaves the base's DED alone, and its weights file refuses every other base."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from flashcli.core.pixels import video_to_tensor
 from flashcli.core.settings import AlignSettings, TrainSettings
 from flashcli.core.specs import load_base
 from flashcli.core.trainer import TrainProgress, train_adapter
+from flashcli.workflows.learn import train_action
 
 
 def _settings(**overrides: object) -> TrainSettings:
@@ -58,7 +59,7 @@ def test_finetuning_lowers_the_loss_on_the_clips_and_leaves_the_base_ded_alone(
     clips = [moving_square_clip(0), moving_square_clip(1)]
     base_state = {name: t.clone() for name, t in spec.ded.blocks.state_dict().items()}
     seen: list[TrainProgress] = []
-    result = train_adapter(spec, clips, _settings(), progress=seen.append)
+    result = train_action(spec, clips, _settings(), progress=seen.append)
 
     assert result.ded is not None and len(result.ded.losses) == 6
     assert [p.step for p in seen if p.phase == "ded"] == list(range(1, 7))
@@ -73,19 +74,30 @@ def test_finetuning_lowers_the_loss_on_the_clips_and_leaves_the_base_ded_alone(
 
 
 def test_default_training_does_not_touch_the_ded(tiny_spec) -> None:
-    result = train_adapter(_with_ded(tiny_spec), [moving_square_clip(0)], _settings(ded_finetune_steps=0))
+    result = train_action(_with_ded(tiny_spec), [moving_square_clip(0)], _settings(ded_finetune_steps=0))
     assert result.ded is None
+
+
+def test_the_trainer_alone_never_tunes_the_ded(tiny_spec) -> None:
+    # DED fine-tuning is the learn workflow's step after training, not the trainer's: the trainer
+    # reports no "ded" phase even when the settings ask for it, and hands back the clips' latents.
+    seen: list[TrainProgress] = []
+    clip = moving_square_clip(0)
+    result = train_adapter(_with_ded(tiny_spec), [clip], _settings(), progress=seen.append)
+    assert {p.phase for p in seen} == {"encode", "train"}
+    assert not hasattr(result, "ded")
+    assert result.latents.shape[0] == 1 and result.latents.shape[2] == tiny_spec.latent_frames(len(clip))
 
 
 def test_a_base_without_ded_cannot_be_finetuned(tiny_spec) -> None:
     assert tiny_spec.ded is None
     with pytest.raises(ValueError, match="no Detail Enhancement Decoder"):
-        train_adapter(tiny_spec, [moving_square_clip(0)], _settings())
+        train_action(tiny_spec, [moving_square_clip(0)], _settings())
 
 
 def test_weights_of_another_base_or_vae_are_refused(tiny_spec, other_base_dir: Path, tmp_path: Path) -> None:
     spec = _with_ded(tiny_spec)
-    result = train_adapter(spec, [moving_square_clip(0)], _settings(ded_finetune_steps=1))
+    result = train_action(spec, [moving_square_clip(0)], _settings(ded_finetune_steps=1))
     path = save_finetuned_ded(tmp_path / "ded.safetensors", result.ded.tensors, result.ded.metadata)
     assert result.ded.metadata["base_weight_hash"] == spec.weight_hash
 

@@ -70,7 +70,7 @@ def _check_metadata(metadata: Mapping[str, str], source: str) -> None:
 
 def save_adapter(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
     """Write adapter tensors and header atomically (temp file in the same folder, then rename)."""
-    from flashcli.core.atomic import save_safetensors_atomic
+    from flashcli.core.tensor_files import save_safetensors_atomic
 
     _check_metadata(metadata, "the adapter to save")
     if not tensors:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from flashcli.core.permissions import make_public
+from flashcli.files import atomic_folder
 
 DED_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -413,31 +410,11 @@ class DetailEnhancedDecoder(nn.Module):
         metadata (str -> str, e.g. how it was trained) goes into the safetensors header, on top of
         the metadata this DED was loaded with (so re-saving a base keeps the training record).
         """
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        tensors = {name: t.detach().to("cpu").contiguous() for name, t in self.blocks.state_dict().items()}
+        header = {**self.metadata, **(metadata or {}), "format_version": str(DED_FORMAT_VERSION)}
+        with atomic_folder(folder) as staging:
             (staging / CONFIG_NAME).write_text(json.dumps(self.config.model_dump(), indent=2) + "\n")
-            tensors = {
-                name: t.detach().to("cpu").contiguous() for name, t in self.blocks.state_dict().items()
-            }
-            save_file(
-                tensors,
-                staging / WEIGHTS_NAME,
-                metadata={**self.metadata, **(metadata or {}), "format_version": str(DED_FORMAT_VERSION)},
-            )
-            make_public(staging)  # mkdtemp made it 0700; a shipped DED must be readable by its users
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(folder, old)
-                os.replace(staging, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            save_file(tensors, staging / WEIGHTS_NAME, metadata=header)
 
     @classmethod
     def from_weights(

@@ -1,8 +1,9 @@
 """Learn-time fine-tuning of the Detail Enhancement Decoder (DED) on one action's own clips.
 
 The base's DED is trained once per base and knows nothing of the action. With
-`TrainSettings.ded_finetune_steps > 0`, a copy of it is tuned after the adapter: each clip's latents
-(the ones the trainer already encoded) are decoded with the clip's frame 0 as the reference photo,
+`TrainSettings.ded_finetune_steps > 0`, the learn workflow (`flashcli.workflows.learn.train_action`)
+tunes a copy of it after the adapter: each clip's latents (`TrainResult.latents`, as the trainer
+encoded them) are decoded with the clip's frame 0 as the reference photo,
 and `ded_loss` compares frames 1.. with the true frames. Only the DED's own layers learn; the VAE
 stays frozen and the base's DED is left as it was.
 
@@ -192,7 +193,7 @@ def save_finetuned_ded(
     path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> Path:
     """Write the DED weights and header atomically (temp file in the same folder, then rename)."""
-    from flashcli.core.atomic import save_safetensors_atomic
+    from flashcli.core.tensor_files import save_safetensors_atomic
 
     _check_metadata(metadata, "the DED weights to save")
     return save_safetensors_atomic(path, tensors, metadata)

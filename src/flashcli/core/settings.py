@@ -1,4 +1,10 @@
-"""Settings the core takes from the CLI's config layer (pydantic, unknown keys are errors)."""
+"""Settings the core takes from the workflows (pydantic, unknown keys are errors).
+
+Each field's default and limits here are the product's only ones: `flashcli.config` leaves a setting
+that no preset or flag chose as None, and it falls through to these, so a preset, a flag, a benchmark
+and a test cannot disagree about a default. frames and size have none: the base supplies them, and
+`flashcli.workflows.plan` fits a chosen value to the base (the one check of a clip's shape).
+"""
 
 from __future__ import annotations
 
@@ -94,22 +100,22 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    frames: int = Field(default=17, ge=5)
-    size: int = Field(default=64, ge=16)
+    frames: int = Field(description="frames per clip, as fitted to the base (4k+1 on Wan)")
+    size: int = Field(description="square frame size in pixels, as fitted to the base")
     steps: int = Field(default=300, ge=1)
-    learning_rate: float = Field(default=1e-4, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
     weight_decay: float = Field(default=1e-2, ge=0)
     warmup_steps: int = Field(default=20, ge=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = Field(default=1, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    rank: int = Field(default=16, ge=1)
+    rank: int = Field(default=8, ge=1, le=256)
     alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; None = rank")
     targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     gradient_checkpointing: bool = False
     precision: Precision = "auto"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     train_shift: float = Field(default=3.0, gt=0, description="timestep shift for training sigmas")
     augment_copies: int = Field(default=4, ge=1, description="augmented copies per clip, encoded once")
     text_learning_rate: float = Field(
@@ -117,11 +123,13 @@ class TrainSettings(BaseModel):
         gt=0,
         description="learning rate of the action's own text embedding, on bases pretrained with action texts",
     )
-    checkpoint_every: int = Field(default=0, ge=0, description="0 = no checkpoints")
+    checkpoint_every: int = Field(
+        default=50, ge=0, description="steps between checkpoints, when given a folder; 0 = none"
+    )
     align: AlignSettings = Field(default_factory=AlignSettings)
     # After the adapter: fine-tune a copy of the base's Detail Enhancement Decoder on the action's
     # own clips (0 = off; the base's DED is then used as is). See docs/ded.md.
-    ded_finetune_steps: int = Field(default=0, ge=0, description="DED fine-tuning steps; 0 = off")
+    ded_finetune_steps: int = Field(default=0, ge=0, le=100_000, description="DED fine-tuning steps; 0 = off")
     ded_finetune_lr: float = Field(default=1e-4, gt=0, description="learning rate of the DED fine-tuning")
     ded_finetune_crop: int = Field(
         default=0,
@@ -148,8 +156,8 @@ class SampleSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(default=30, ge=1)
-    seed: int = 0
+    steps: int = Field(default=20, ge=1, le=1000)
+    seed: int = Field(default=0, ge=0)
     shift: float | None = Field(default=None, gt=0, description="None = the base's flow shift")
     eta: float | None = Field(
         default=None,

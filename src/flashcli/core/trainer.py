@@ -31,7 +31,6 @@ from flashcli.core.adapter import (
     attach_new_lora,
     lora_parameters,
 )
-from flashcli.core.atomic import atomic_path
 from flashcli.core.devices import autocast_dtype
 from flashcli.core.flow import (
     flow_loss,
@@ -43,9 +42,9 @@ from flashcli.core.flow import (
 from flashcli.core.pixels import video_to_tensor
 from flashcli.core.progress import TrainProgress
 from flashcli.core.settings import DED_FINETUNE_FIELDS, TrainSettings
+from flashcli.files import atomic_path
 
 if TYPE_CHECKING:
-    from flashcli.core.ded_finetune import DedFinetuneResult
     from flashcli.core.specs.wan import WanSpec
 
 TRAIN_ADAPTER_NAME = "flash_train"
@@ -59,8 +58,9 @@ class TrainResult:
     metadata: dict[str, str]
     losses: list[dict[str, float]]
     train_seconds: float
-    # The fine-tuned Detail Enhancement Decoder, when settings.ded_finetune_steps > 0 (else None).
-    ded: DedFinetuneResult | None = None
+    # The clips' normalised latents (N, z, T, h, w) as training encoded them, on the spec's device: the
+    # DED fine-tuning that the learn workflow may run next decodes these instead of encoding again.
+    latents: torch.Tensor
 
 
 @dataclasses.dataclass
@@ -88,8 +88,8 @@ def train_adapter(
     clips: uint8 (frames, size, size, 3) each; masks (optional): bool (frames, size, size), the figure.
     With checkpoint_dir and settings.checkpoint_every, state is saved every N steps; resume=True
     continues from it and ends with exactly the weights an uninterrupted run would have.
-    With settings.ded_finetune_steps, a copy of the base's DED is then fine-tuned on the clips
-    (`flashcli.core.ded_finetune`) and returned in `TrainResult.ded`.
+    The DED fine-tuning (settings.ded_finetune_*) is not run here: `flashcli.workflows.learn.train_action`
+    runs it after this, on `TrainResult.latents`.
     """
     started = time.perf_counter()
     _check_inputs(spec, clips, masks, settings)
@@ -183,11 +183,6 @@ def train_adapter(
             spec.transformer.disable_gradient_checkpointing()
         spec.transformer.delete_adapters(TRAIN_ADAPTER_NAME)
 
-    ded = None
-    if settings.ded_finetune_steps:
-        from flashcli.core.ded_finetune import finetune_ded
-
-        ded = finetune_ded(spec, data.latents, clips, settings, progress=progress)
     train_seconds = previous_seconds + time.perf_counter() - started
     metadata = adapter_metadata(
         spec,
@@ -208,7 +203,7 @@ def train_adapter(
         },
     )
     return TrainResult(
-        adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds, ded=ded
+        adapter=tensors, metadata=metadata, losses=history, train_seconds=train_seconds, latents=data.latents
     )
 
 
@@ -327,8 +322,6 @@ def _check_inputs(
 ) -> None:
     if not clips:
         raise ValueError("training needs at least one clip")
-    if settings.ded_finetune_steps and spec.ded is None:
-        raise ValueError(f"base {spec.base_id!r} has no Detail Enhancement Decoder to fine-tune")
     spec.check_video_shape(settings.frames, settings.size, settings.size)
     expected = (settings.frames, settings.size, settings.size, 3)
     for index, clip in enumerate(clips):

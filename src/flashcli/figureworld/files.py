@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from flashcli.figureworld.render import Clip
+from flashcli.files import atomic_folder, atomic_path, write_json_atomic
+
+# H.264 constant rate factor of the clips: small files, close to the rendered pixels.
+MP4_CRF = 20
 
 
 def sidecar(clip: Clip) -> dict[str, object]:
@@ -28,29 +28,17 @@ def sidecar(clip: Clip) -> dict[str, object]:
 
 
 def write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
-    """H.264 mp4 (yuv420p, so it plays everywhere); needs an even width and height."""
+    """H.264 mp4 (yuv420p, so it plays everywhere); needs an even width and height.
+
+    An encoder that fails (a full disk) raises an OSError naming `path` and keeps any earlier file."""
     # Imported here: rendering clips in memory (pretraining on a bare GPU box) needs no ffmpeg.
-    import imageio_ffmpeg
+    from flashcli.video import encode_mp4
 
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"mp4 needs an even width and height, got {width}x{height}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp),
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        quality=None,
-        macro_block_size=2,
-        output_params=["-crf", "20", "-preset", "medium"],
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as temp:
+        encode_mp4(temp, frames, fps, crf=MP4_CRF)
 
 
 def write_clip(
@@ -58,7 +46,8 @@ def write_clip(
 ) -> list[Path]:
     """Write <stem>.mp4, <stem>/frame_NNN.png and <stem>.json into folder; returns what was written.
 
-    Each file appears whole or not at all (written under a temporary name, then renamed).
+    Each file (and the frames folder) appears whole or not at all: written under a temporary name,
+    then renamed; a failed write keeps what was there before.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -68,23 +57,11 @@ def write_clip(
         written.append(path)
     if png:
         final = folder / stem
-        staging = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=folder))
-        staging.chmod(0o755)  # mkdtemp makes it private; the frames are ordinary output
-        try:
+        with atomic_folder(final) as staging:
             for i, frame in enumerate(clip.frames):
                 Image.fromarray(frame).save(staging / f"frame_{i:03d}.png", optimize=False)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
         written.append(final)
     if not sidecar_json:
         return written
-    path = folder / f"{stem}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(sidecar(clip)) + "\n")
-    os.replace(tmp, path)
-    written.append(path)
+    written.append(write_json_atomic(folder / f"{stem}.json", sidecar(clip)))
     return written

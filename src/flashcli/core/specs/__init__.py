@@ -10,17 +10,14 @@ the same spec.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from flashcli.core.permissions import make_public
 from flashcli.core.specs.wan import BASE_META_DEFAULTS, WanSpec, hash_weight_files, read_base_meta
+from flashcli.files import atomic_folder
 
 __all__ = ["WanSpec", "load_base", "save_base", "tiny_base_folder", "BASE_META_DEFAULTS"]
 
@@ -254,9 +251,8 @@ def save_base(
     elif action_text:
         raise ValueError("action_text is for bases without a text encoder; a text base reads prompts")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # Filled beside the target and swapped in whole: a failed or killed save keeps the old base.
+    with atomic_folder(target) as staging:
         transformer.save_pretrained(staging / "transformer")
         vae.save_pretrained(staging / "vae")
         if text_mode == "null":
@@ -271,20 +267,4 @@ def save_base(
         if ded is not None:
             ded.save(staging / "ded")
         (staging / "flash_base.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
-        make_public(staging)  # mkdtemp made it 0700; an installed base must be readable by its users
-        _replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.rmdir(retired)
-    os.replace(target, retired)
-    os.replace(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from flashcli.figureworld import JOINT_NAMES
+from flashcli.files import atomic_path
 
 from .data import mirror_permutation, to_tensor
 from .model import KeypointNet
@@ -28,10 +29,8 @@ def save_weights(path: Path, model: KeypointNet, info: dict[str, object], input_
         "info": json.dumps(info),
     }
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
 
 
 class KeypointDetector:

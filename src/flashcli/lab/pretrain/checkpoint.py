@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flashcli.files import atomic_path
+
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (temp file, then rename), so a kill mid-write keeps the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as temp:
+        torch.save(state, temp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from flashcli.figureworld import PRETRAIN_ACTIONS, render_clip
+from flashcli.files import atomic_path, write_json_atomic
 
 from .configs import DataSettings
 
@@ -71,11 +72,9 @@ def render_pool(
         if pool.shape[0] >= count:
             return np.asarray(pool[:count])
     clips = np.stack(list(render_stream_clips(data, range(count), heldout=heldout, workers=workers)))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_path.with_suffix(".partial.npy")
-    np.save(partial, clips)
-    partial.replace(cache_path)
-    record_path.write_text(json.dumps(record))
+    with atomic_path(cache_path) as temp:  # its name ends in .npy, so np.save adds no suffix
+        np.save(temp, clips)
+    write_json_atomic(record_path, record)
     return clips
 
 

@@ -20,6 +20,7 @@ import torch
 from einops import rearrange
 
 from flashcli.core.devices import resolve_device
+from flashcli.files import atomic_path
 
 from .configs import EncodeStageSettings, RunSettings
 from .data import render_pool, render_stream_clips, to_model_range
@@ -168,7 +169,6 @@ def with_moved_masks(run: RunSettings, cache: dict[str, Any]) -> dict[str, Any]:
 
 def _save(cache: dict[str, Any], path: Path) -> dict[str, Any]:
     """Write the cache whole or not at all (temp file, then rename)."""
-    partial = path.with_suffix(".partial")
-    torch.save(cache, partial)
-    partial.replace(path)
+    with atomic_path(path) as temp:
+        torch.save(cache, temp)
     return cache

@@ -1,0 +1,354 @@
+"""`flash learn` end to end: plan, prepare the clips, train the adapter, fine-tune the DED, stage the
+action (adapter, DED, preview, manifest) and commit it to the library in one rename.
+
+Every check that needs no model runs before the base loads: the settings, the action's name and
+folder, every clip's first frame and the preview photo. `train_action` is the training part alone,
+for bench and scripts that bring their own clips.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flashcli.errors import UserError
+from flashcli.workflows.plan import BaseShape, LearnPlan, base_shape, base_source, open_base, plan_learn
+from flashcli.workflows.report import QUIET, Reporter
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from flashcli.core.ded import DetailEnhancedDecoder
+    from flashcli.core.ded_finetune import DedFinetuneResult
+    from flashcli.core.progress import TrainProgress
+    from flashcli.core.settings import TrainSettings
+    from flashcli.core.specs.wan import WanSpec
+    from flashcli.core.trainer import TrainResult
+    from flashcli.library import ActionManifest, DedRecord, Library
+    from flashcli.preflight import Preflight
+
+
+@dataclass(frozen=True)
+class LearnRequest:
+    """What the user asked `flash learn` for."""
+
+    clips: list[Path]
+    action: str
+    preset: str | None = None
+    # Settings given as flags, by LearnConfig's names (None: not given; the preset's value stands).
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    preview_photo: Path | None = None
+    resume: bool = False
+    force: bool = False
+    library: Path | None = None
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A learned action, saved in the library."""
+
+    action: str
+    path: Path
+    library: Path
+    manifest: ActionManifest
+    warnings: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        """What `flash learn --json` prints."""
+        return {
+            "action": self.action,
+            "path": str(self.path),
+            "library": str(self.library),
+            "adapter": str(self.path / "adapter.safetensors"),
+            "ded": str(self.path / self.manifest.ded.file) if self.manifest.ded is not None else None,
+            "preview": str(self.path / "preview.gif"),
+            "manifest": self.manifest.model_dump(mode="json", exclude={"losses"}),
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class LearnedWeights:
+    """What training made: the adapter and, with settings.ded_finetune_steps, the action's own DED."""
+
+    adapter: TrainResult
+    ded: DedFinetuneResult | None
+
+    @property
+    def seconds(self) -> float:
+        return self.adapter.train_seconds + (self.ded.seconds if self.ded is not None else 0.0)
+
+
+def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
+    """Learn `request.action` from its clips and save it; a user mistake raises UserError."""
+    from flashcli.config import resolve_learn
+    from flashcli.library import Library, check_action_name
+    from flashcli.preflight import run_preflight
+    from flashcli.video import check_writable_folder, discover_clips, probe_clip, read_image
+
+    check_action_name(request.action)
+    flags = dict(request.flags)
+    preset, config, animate_table = resolve_learn(request.preset, flags)
+    shape = base_shape(config.base)
+    plan = None
+    if shape is not None and shape.supplies(frames=config.frames is None, size=config.size is None):
+        plan = plan_learn(preset, config, animate_table, shape, flags)  # a bad shape fails before loading
+    lib = Library.open(request.library)
+    if lib.exists(request.action) and not request.force:
+        raise UserError(
+            f"Action '{request.action}' already exists in '{lib.root}'; "
+            "pass --force to replace it or choose another name."
+        )
+    check_writable_folder(lib.root, "Library")
+    clip_paths = discover_clips(request.clips)
+    for path in clip_paths:
+        probe_clip(path)  # a broken clip fails in a second, not after the base has loaded
+    still = read_image(request.preview_photo) if request.preview_photo is not None else None
+
+    spec = open_base(config.base, config.device)
+    plan = plan or plan_learn(preset, config, animate_table, BaseShape.of(spec), flags)
+    check_ded_finetune(spec, plan.train, from_flag=flags.get("ded_steps") is not None)
+    report = run_preflight(clip_paths, plan.frames, plan.size, plan.config.crop)
+    reporter.clips(report, plan.frames, plan.size, plan.config.crop)
+    return _train_and_save(lib, request, plan, spec, report, still, reporter)
+
+
+def check_ded_finetune(spec: WanSpec, settings: TrainSettings, *, from_flag: bool) -> None:
+    """DED fine-tuning needs a base that has a DED to start from."""
+    if settings.ded_finetune_steps and spec.ded is None:
+        where = "drop --ded-steps" if from_flag else "remove the DED fine-tuning steps from the preset"
+        raise UserError(f"Base '{spec.base_id}' has no Detail Enhancement Decoder to fine-tune; {where}.")
+
+
+def _train_and_save(
+    lib: Library,
+    request: LearnRequest,
+    plan: LearnPlan,
+    spec: WanSpec,
+    report: Preflight,
+    still: np.ndarray | None,
+    reporter: Reporter,
+) -> Learned:
+    from flashcli.files import write_text_atomic
+
+    action, checkpoints = request.action, lib.checkpoint_dir(request.action)
+    fingerprint = run_fingerprint(report, plan.train, spec)
+    with lib.writing(action, force=request.force) as staging:  # holds the action's lock: checkpoints are ours
+        check_resume(checkpoints, fingerprint, request.resume)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(checkpoints / "run.json", fingerprint)
+        with reporter.steps("learn", plan.train.steps) as progress:
+            weights = train_action(
+                spec,
+                report.videos,
+                plan.train,
+                prompt=plan.config.prompt,
+                progress=progress.train_step,
+                checkpoint_dir=checkpoints,
+                resume=request.resume,
+            )
+        manifest = stage_action(staging.path, action, spec, report, plan, weights, still, reporter)
+        with interrupts_held():  # an interrupt now is told whether the action was saved
+            target = staging.commit(force=request.force)
+            reporter.saved(f"action '{action}' ({target})")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return Learned(action, target, lib.root, manifest, report.warnings)
+
+
+def train_action(
+    spec: WanSpec,
+    clips: list[np.ndarray],
+    settings: TrainSettings,
+    *,
+    prompt: str | None = None,
+    masks: list[np.ndarray] | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> LearnedWeights:
+    """The adapter (`train_adapter`), then, with settings.ded_finetune_steps, a copy of the base's DED
+    fine-tuned on the same clips (`finetune_ded`, reporting phase "ded"): what `flash learn` trains."""
+    from flashcli.core.trainer import train_adapter
+
+    adapter = train_adapter(
+        spec,
+        clips,
+        settings,
+        prompt=prompt,
+        masks=masks,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    if not settings.ded_finetune_steps:
+        return LearnedWeights(adapter, None)
+    from flashcli.core.ded_finetune import finetune_ded
+
+    return LearnedWeights(adapter, finetune_ded(spec, adapter.latents, clips, settings, progress=progress))
+
+
+# -- resuming -------------------------------------------------------------------------------------------
+
+
+def run_fingerprint(report: Preflight, settings: TrainSettings, spec: WanSpec) -> str:
+    """What a checkpoint belongs to: the clips, the settings and the base."""
+    from flashcli.core.settings import DED_FINETUNE_FIELDS
+
+    return json.dumps(
+        {
+            "clips": [record.sha256 for record in report.records],
+            # The DED fine-tuning runs after the adapter and is not checkpointed: --resume may change it.
+            "settings": settings.model_dump(mode="json", exclude=set(DED_FINETUNE_FIELDS)),
+            "base_hash": spec.weight_hash,
+        },
+        sort_keys=True,
+    )
+
+
+def check_resume(checkpoints: Path, fingerprint: str, resume: bool) -> None:
+    """--resume needs a checkpoint of this very run (same clips, settings, base).
+
+    A fresh run drops old checkpoints."""
+    from flashcli.core.trainer import CHECKPOINT_NAME
+
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up an old one
+        return
+    run_file = checkpoints / "run.json"
+    if not run_file.is_file() or not (checkpoints / CHECKPOINT_NAME).is_file():
+        raise UserError(f"Nothing to resume at '{checkpoints}'; run the same command without --resume.")
+    if run_file.read_text() != fingerprint:
+        raise UserError(
+            "The interrupted run used other clips, settings or base; rerun with exactly the same "
+            "arguments, or without --resume to start over."
+        )
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while something must finish whole (a commit and its record), then
+    deliver them as KeyboardInterrupt. Python runs signal handlers in the main thread only, so this
+    works whichever thread the signal arrives on; elsewhere it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+# -- staging the action ---------------------------------------------------------------------------------
+
+
+def held_out_still(size: int, seed: int) -> tuple[np.ndarray, str]:
+    """A photo no training clip contains: frame 0 of a FigureWorld figure with an unseen appearance."""
+    from flashcli.figureworld import HELDOUT_ACTIONS, render_clip
+
+    action = HELDOUT_ACTIONS[0]
+    clip = render_clip(action, 10_000 + seed, size=size, frames=5, appearance="unseen")
+    return clip.frames[0], f"figureworld:{action}:seed={10_000 + seed}:appearance=unseen"
+
+
+def stage_action(
+    folder: Path,
+    action: str,
+    spec: WanSpec,
+    report: Preflight,
+    plan: LearnPlan,
+    weights: LearnedWeights,
+    preview_still: np.ndarray | None,
+    reporter: Reporter = QUIET,
+) -> ActionManifest:
+    """Write adapter, DED weights (if fine-tuned), preview and manifest into the staging folder;
+    returns the manifest."""
+    from flashcli.core.adapter import save_adapter
+    from flashcli.core.sampler import animate_photo
+    from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE, ActionManifest, write_manifest
+    from flashcli.video import file_hash, fit_image, write_video
+    from flashcli.workflows.outputs import versions
+
+    result, settings = weights.adapter, plan.train
+    save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
+    ded_record, ded = stage_ded(folder, spec, weights.ded)
+    if preview_still is None:
+        still, preview_source = held_out_still(settings.size, settings.seed)
+    else:
+        still, preview_source = fit_image(preview_still, settings.size, plan.config.crop), "--preview-photo"
+    with reporter.steps("preview", plan.preview.steps) as progress:
+        video = animate_photo(
+            spec,
+            still,
+            [(result.adapter, result.metadata, 1.0)],
+            plan.preview,
+            frames=settings.frames,
+            progress=progress.sample_step,
+            ded=ded,  # the preview shows the action as `animate` will: with its own DED
+        )
+    fps = report.median_fps
+    write_video(folder / PREVIEW_FILE, video, fps, "gif")
+    final = result.losses[-1] if result.losses else {}
+    manifest = ActionManifest(
+        name=action,
+        prompt=plan.config.prompt,
+        base=spec.base_id,
+        base_source=base_source(plan.config.base),
+        base_hash=spec.weight_hash,
+        preset=plan.preset,
+        clips=report.records,
+        frames=settings.frames,
+        size=settings.size,
+        fps=round(fps, 3),
+        crop=plan.config.crop,
+        seed=settings.seed,
+        steps=settings.steps,
+        rank=settings.rank,
+        settings=settings.model_dump(mode="json"),
+        train_seconds=round(float(weights.seconds), 2),
+        final_losses={name: float(value) for name, value in final.items()},
+        losses=[{name: float(value) for name, value in step.items()} for step in result.losses],
+        animate_defaults=plan.animate_defaults,
+        adapter_sha256=file_hash(folder / ADAPTER_FILE),
+        ded=ded_record,
+        preview_source=preview_source,
+        versions=versions(),
+    )
+    write_manifest(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def stage_ded(
+    folder: Path, spec: WanSpec, finetuned: DedFinetuneResult | None
+) -> tuple[DedRecord | None, DetailEnhancedDecoder | None]:
+    """Save the fine-tuned DED beside the adapter; returns its manifest record and the DED itself
+    (read back from the file, so the preview uses exactly what `animate` will load)."""
+    if finetuned is None:
+        return None, None
+    from flashcli.core.ded_finetune import load_finetuned_ded, save_finetuned_ded
+    from flashcli.library import DED_FILE, DedRecord
+    from flashcli.video import file_hash
+
+    path = save_finetuned_ded(folder / DED_FILE, finetuned.tensors, finetuned.metadata)
+    final = finetuned.losses[-1] if finetuned.losses else {}
+    record = DedRecord(
+        sha256=file_hash(path),
+        steps=len(finetuned.losses),
+        learning_rate=float(finetuned.metadata["learning_rate"]),
+        seconds=round(float(finetuned.seconds), 2),
+        final_losses={name: float(value) for name, value in final.items()},
+        losses=[{name: float(value) for name, value in step.items()} for step in finetuned.losses],
+    )
+    return record, load_finetuned_ded(path, spec)

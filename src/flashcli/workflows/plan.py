@@ -1,0 +1,261 @@
+"""Settings resolved once: a preset and the flags (`flashcli.config`) fitted to the base.
+
+`plan_learn` and `plan_animate` are the one place where a run's settings become complete: frames,
+size and fps come from a flag, else the preset (or the action's stored table), else the action as it
+was learned, else the base; frames and size are checked against the base here and nowhere else, with
+one sentence per kind of mistake (out of range; not a shape the base takes, with the nearest that
+fits). Everything else was checked by `flashcli.config` against the core's single rule per setting.
+
+The base's shape is read from its config files without loading it (`base_shape`), so a bad --frames
+fails in a second; a base whose files do not tell its defaults (a diffusers folder) is planned from
+the loaded base instead (`BaseShape.of`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flashcli.config import AnimateConfig, LearnConfig
+from flashcli.core.settings import SampleSettings, TrainSettings
+from flashcli.errors import UserError
+
+if TYPE_CHECKING:
+    from flashcli.core.specs.wan import WanSpec
+    from flashcli.library import ActionManifest
+
+# The longest clip and the size range flash takes on any base (the base narrows them to its shapes).
+MAX_FRAMES = 257
+MIN_SIZE = 16
+MAX_SIZE = 2048
+# diffusers' Wan VAE encodes frame 0, then chunks of this many frames (core.specs.wan's
+# ENCODER_CHUNK_FRAMES; a test keeps the two in step without importing torch here).
+_ENCODER_CHUNK_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """The frame counts and sizes a base accepts, and its defaults (None: its files do not tell)."""
+
+    base_id: str
+    frame_step: int  # frames = frame_step * k + 1
+    size_multiple: int
+    default_frames: int | None
+    default_size: int | None
+    default_fps: float | None = None
+
+    @classmethod
+    def of(cls, spec: WanSpec) -> BaseShape:
+        """The shape of a loaded base: every default known."""
+        return cls(
+            spec.base_id,
+            spec.frame_step,
+            spec.size_multiple,
+            spec.default_frames,
+            spec.default_size,
+            float(spec.fps),
+        )
+
+    def supplies(self, *, frames: bool, size: bool, fps: bool = False) -> bool:
+        """Whether the files told every default that is needed (True: the run leaves it to the base)."""
+        unknown = (
+            (frames and self.default_frames is None)
+            or (size and self.default_size is None)
+            or (fps and self.default_fps is None)
+        )
+        return not unknown
+
+
+def _base_folder(source: str) -> Path:
+    # The embedded base's folder, as core.specs.tiny_base_folder() has it (that module imports torch).
+    here = Path(__file__).resolve().parents[1]
+    return here / "weights" / "tiny" if source == "tiny" else Path(source).expanduser()
+
+
+def base_shape(source: str) -> BaseShape | None:
+    """What `source` ('tiny' or a base folder) accepts, from flash_base.json (or model_index.json) and
+    the vae/ and transformer/ configs; None when they do not say, and loading the base will tell."""
+    folder = _base_folder(source)
+    try:
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        transformer = json.loads((folder / "transformer" / "config.json").read_text())
+        frame_step = math.lcm(_ENCODER_CHUNK_FRAMES, int(vae["scale_factor_temporal"]))
+        size_multiple = int(vae["scale_factor_spatial"]) * max(int(p) for p in transformer["patch_size"][1:])
+        if (folder / "flash_base.json").is_file():
+            meta = json.loads((folder / "flash_base.json").read_text())
+            frames, size = (None if meta.get(key) is None else int(meta[key]) for key in ("frames", "size"))
+            fps = None if meta.get("fps") is None else float(meta["fps"])
+            return BaseShape(str(meta["base_id"]), frame_step, size_multiple, frames, size, fps)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    if (folder / "model_index.json").is_file():  # a diffusers folder: its own defaults need the loader
+        return BaseShape(folder.name, frame_step, size_multiple, None, None)
+    return None
+
+
+def open_base(source: str, device: str) -> WanSpec:
+    """Load a base ('tiny' or a folder) on `device`; a bad choice is the user's to fix."""
+    from flashcli.core import specs
+
+    try:
+        return specs.load_base(source, device=device)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"Cannot use base '{source}' on device '{device}': {error}.") from None
+
+
+def base_source(base: str) -> str:
+    """How a manifest records a base so `animate` can load it again: 'tiny' or an absolute folder."""
+    return base if base == "tiny" else str(Path(base).expanduser().resolve())
+
+
+# -- frames and size: the one check ---------------------------------------------------------------------
+
+
+def nearest(value: int, step: int, offset: int) -> int:
+    """The number offset + step * k (k >= 1) nearest to `value`; halfway goes up (63 -> 64, 7 -> 9)."""
+    return offset + step * max(1, math.floor((value - offset) / step + 0.5))
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """A frame count or size, and who chose it: its flag, else where it came from."""
+
+    value: int
+    flag: str | None
+    source: str
+
+    def subject(self, noun: str) -> str:
+        return f"{self.flag} {self.value}" if self.flag else f"The {noun} {self.value} of {self.source}"
+
+
+def _pick(
+    name: str, flags: Mapping[str, Any], candidates: list[tuple[int | float | None, str]]
+) -> tuple[int | float, str | None, str]:
+    """The first value that is set, with its flag (when the flag chose it) and where it came from."""
+    value, source = next((value, source) for value, source in candidates if value is not None)
+    flag = f"--{name}" if flags.get(name) is not None else None
+    return value, flag, source
+
+
+def fit_frames(chosen: _Chosen, shape: BaseShape) -> int:
+    step = shape.frame_step
+    low, high = step + 1, MAX_FRAMES - (MAX_FRAMES - 1) % step
+    if not low <= chosen.value <= high:
+        raise UserError(
+            f"{chosen.subject('frame count')} is not allowed; use {step}k+1 frames from {low} to {high} "
+            f"for base '{shape.base_id}'."
+        )
+    if (chosen.value - 1) % step:
+        raise UserError(
+            f"{chosen.subject('frame count')} does not fit base '{shape.base_id}', which takes {step}k+1 "
+            f"frames; use --frames {nearest(chosen.value, step, 1)}, the nearest that fits."
+        )
+    return chosen.value
+
+
+def fit_size(chosen: _Chosen, shape: BaseShape) -> int:
+    multiple = shape.size_multiple
+    low, high = multiple * math.ceil(MIN_SIZE / multiple), multiple * (MAX_SIZE // multiple)
+    if not low <= chosen.value <= high:
+        raise UserError(
+            f"{chosen.subject('size')} is not allowed; use a multiple of {multiple} from {low} to {high} "
+            f"for base '{shape.base_id}'."
+        )
+    if chosen.value % multiple:
+        raise UserError(
+            f"{chosen.subject('size')} does not fit base '{shape.base_id}', which takes multiples of "
+            f"{multiple}; use --size {nearest(chosen.value, multiple, 0)}, the nearest that fits."
+        )
+    return chosen.value
+
+
+def _fit(
+    shape: BaseShape, flags: Mapping[str, Any], frames: list[tuple[Any, str]], size: list[tuple[Any, str]]
+) -> tuple[int, int]:
+    """Frames and size from the first of their candidates that is set (the base's last), fitted."""
+    base = f"base '{shape.base_id}'"
+    frame_count = _Chosen(*_pick("frames", flags, [*frames, (shape.default_frames, base)]))
+    frame_size = _Chosen(*_pick("size", flags, [*size, (shape.default_size, base)]))
+    return fit_frames(frame_count, shape), fit_size(frame_size, shape)
+
+
+# -- the plans --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LearnPlan:
+    """Everything `learn` runs with, complete and checked."""
+
+    preset: str
+    config: LearnConfig  # what the preset and flags chose: base, prompt, crop, device, preview steps
+    train: TrainSettings  # complete, frames and size fitted to the base
+    preview: SampleSettings  # how the preview GIF is sampled
+    animate_defaults: dict[str, Any]  # the preset's [animate] table, kept with the action
+
+    @property
+    def frames(self) -> int:
+        return self.train.frames
+
+    @property
+    def size(self) -> int:
+        return self.train.size
+
+
+def plan_learn(
+    preset: str,
+    config: LearnConfig,
+    animate_table: dict[str, Any],
+    shape: BaseShape,
+    flags: Mapping[str, Any],
+) -> LearnPlan:
+    """The learn settings for this base: `config` (from `resolve_learn`) with frames and size fitted."""
+    origin = f"preset '{preset}'"
+    frames, size = _fit(shape, flags, [(config.frames, origin)], [(config.size, origin)])
+    train = config.train_settings(frames, size)
+    preview = SampleSettings(steps=config.preview_steps, seed=train.seed, prompt=config.prompt)
+    return LearnPlan(preset, config, train, preview, animate_table)
+
+
+@dataclass(frozen=True)
+class AnimatePlan:
+    """Everything `animate` runs with, complete and checked."""
+
+    preset: str  # the preset's name, or 'as learned' (the action's stored table)
+    config: AnimateConfig  # as chosen, with frames, size, fps, steps and seed filled in
+    sample: SampleSettings
+    frames: int
+    size: int
+    fps: float
+
+
+def plan_animate(
+    preset: str,
+    config: AnimateConfig,
+    shape: BaseShape,
+    learned: ActionManifest | None,
+    prompt: str | None,
+    flags: Mapping[str, Any],
+) -> AnimatePlan:
+    """The animate settings for this base: `config` (from `resolve_animate`), then what the first
+    action was learned with (`learned`), then the base's defaults."""
+    table = f"preset '{preset}'" if learned is None or preset != "as learned" else f"action '{learned.name}'"
+    action = f"action '{learned.name}'" if learned is not None else table
+    as_learned = (None, None, None) if learned is None else (learned.frames, learned.size, learned.fps)
+    frames, size = _fit(
+        shape,
+        flags,
+        [(config.frames, table), (as_learned[0], action)],
+        [(config.size, table), (as_learned[1], action)],
+    )
+    fps = float(
+        _pick("fps", flags, [(config.fps, table), (as_learned[2], action), (shape.default_fps, "")])[0]
+    )
+    sample = config.sample_settings(prompt)
+    filled = config.model_copy(
+        update={"frames": frames, "size": size, "fps": fps, "steps": sample.steps, "seed": sample.seed}
+    )
+    return AnimatePlan(preset, filled, sample, frames, size, fps)
