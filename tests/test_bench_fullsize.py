@@ -30,6 +30,7 @@ def test_flops_extrapolated_from_one_and_two_blocks_equal_a_direct_count() -> No
     assert extrapolated == pytest.approx(direct, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_smoke_run_times_each_variant_and_counts_its_denoiser_passes(tmp_path: Path) -> None:
     lines: list[str] = []
     out = tmp_path / "fullsize.json"

@@ -64,9 +64,7 @@ def fifo(tmp_path: Path) -> Iterator[Path]:
     timer.cancel()
 
 
-@pytest.mark.parametrize(
-    "fmt", ["mp4", pytest.param("png", marks=pytest.mark.slow), pytest.param("gif", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("fmt", [pytest.param(f, marks=pytest.mark.slow) for f in ("mp4", "png", "gif")])
 def test_full_disk_during_animate_keeps_the_earlier_output_and_exits_2(
     workspace: Workspace, tmp_path: Path, fmt: str
 ) -> None:
@@ -174,6 +172,7 @@ def test_a_16_bit_photo_animates_from_its_own_pixels_not_white(
     assert (first == 255).mean() < 0.1 and 100 < first.mean() < 155
 
 
+@pytest.mark.slow
 def test_a_clip_name_with_brackets_is_shown_as_written_in_the_preflight(
     workspace: Workspace, tmp_path: Path
 ) -> None:

@@ -41,6 +41,10 @@ def _base_with_ded(workspace: Workspace, folder: Path) -> Path:
     return folder
 
 
+# Every test here shares one learn with DED fine-tuning (about 35 s), so the module is slow.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def tuned(workspace: Workspace, runner: CliRunner, tmp_path_factory: pytest.TempPathFactory) -> Tuned:
     root = tmp_path_factory.mktemp("ded-finetune")
