@@ -9,9 +9,17 @@ augmentation, no alignment, no DED) and the paper's six (`none`, `augment`, `aug
 (the true clip itself, through the detector: the best any method can score) and `still photo`
 (the photo repeated: what no motion scores).
 
+Every row is decoded twice from the same sampled latents, as two labelled blocks: with the VAE's plain
+decoder and with the base's Detail Enhancement Decoder (DED); the DED's own effect is the difference of
+the blocks. As shipped, `full` decodes with the DED and the others plainly (`flash animate`'s default for
+an action learned without detail enhancement); `augment_both` and `full` train the same adapter. Each
+cell is a mean over videos (action x seed x photo) with a bootstrap 95 % interval, and every row is
+compared with plain LoRA by paired differences (same action, seed and photo) with their own intervals
+(`flashcli.lab.statistics`).
+
     python bench/quality.py --quick                  # minutes: 2 actions, 4 clips, 2 photos, 1 seed
     python bench/quality.py                          # the full table (see FULL below for its budget)
-    python bench/quality.py --base path/to/base --out bench/out/quality --plan   # print the runs only
+    python bench/quality.py --plan                   # the runs and an estimate of their CPU time
 
 Settings come from a shipped preset through the workflow users run (`flashcli.workflows`: the same
 resolution, training with the DED step, and sampling as `flash learn --preset P` and `flash animate`),
@@ -30,7 +38,6 @@ import functools
 import hashlib
 import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -44,8 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flashcli.figureworld import HELDOUT_ACTIONS, JOINT_NAMES, render_clip
 from flashcli.files import atomic_path, write_text_atomic
 from flashcli.lab import metrics
+from flashcli.lab.keypoints.data import mirror_permutation
 from flashcli.lab.keypoints.detector import DEFAULT_WEIGHTS, load_detector
-from flashcli.lab.motion_scores import SCORES, bone_indices, finite_json, score_video, summarise
+from flashcli.lab.motion_scores import bone_indices, finite_json, score_video
+from flashcli.lab.statistics import Interval, paired_interval, score_interval
 
 BENCH = Path(__file__).resolve().parent
 
@@ -60,6 +69,15 @@ TRAINED_VARIANTS = (
 )
 ALL_VARIANTS = ("base", *TRAINED_VARIANTS)
 REFERENCE_ROWS = ("ground truth", "still photo")
+REFERENCE_VARIANT = "plain_lora"  # every row's paired differences are against it
+# Decoder blocks: every row decoded with the VAE's plain decoder, and with the base's DED.
+BLOCKS = ("plain", "ded")
+BLOCK_TITLES = {"plain": "plain decoder", "ded": "Detail Enhancement Decoder (the base's)"}
+# What the cached videos of a run are; a new layout must not read an old cache.
+CACHE_LAYOUT = "both decoder blocks, decoded first-frame PSNR (v2)"
+# Detail enhancement only chooses the decoder, and every row is decoded by both blocks, so `full`'s
+# videos are `augment_both`'s (tests/cli/test_variants.py checks the adapters are the same): made once.
+SAME_ADAPTER = {"full": "augment_both"}
 # Seed ranges of the benchmark's clips, far from pretraining's (0..) and the detector's (5e6, 6e6).
 TRAIN_CLIP_SEED = 7_000_000
 TEST_CLIP_SEED = 8_000_000
@@ -80,8 +98,8 @@ class Protocol(BaseModel):
     )
     sweep_variants: list[str] = Field(default_factory=lambda: ["base", "plain_lora", "full"])
     variants: list[str] = Field(default_factory=lambda: list(ALL_VARIANTS))
-    photos: int = Field(default=3, ge=1, description="K unseen people per action")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    photos: int = Field(default=4, ge=1, description="K unseen people per action")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     preset: str = Field(default="standard", description="a shipped preset's name, or a .toml file")
     # Overrides of the preset's tables, as `flash learn` / `flash animate` flags would give them (the
     # same keys: steps, rank, frames, size, ...; `core` for further knobs). Seeds and variants are set
@@ -152,10 +170,9 @@ QUICK = Protocol(
     learn={"steps": 4, "core": {"warmup_steps": 0, "augment_copies": 1}},
     animate={"steps": 3},
 )
-# The full table: 8 actions x (8 variants x 2 seeds at N=8 + 3 variants at N=4 and 16) = 8 x 22 runs,
-# 19 of them trained: the standard preset at the tiny base's 64x64, 17 frames, with 60 training steps
-# (the time budget) and its other settings as shipped. Check with --plan. Before the preset drove it
-# (warmup 5, 2 augmented copies, 12 sampling steps) it took 97 CPU-minutes on the 2-core CPU.
+# The full table: 8 actions x 4 photos x (8 variants x 3 seeds at N=8 + 3 variants at N=4 and 16) =
+# 8 x 28 runs, 25 of them trained: the standard preset at the tiny base's 64x64, 17 frames, with 60
+# training steps (the time budget) and its other settings as shipped. --plan estimates its CPU time.
 FULL = Protocol(learn={"steps": 60})
 
 
@@ -233,45 +250,99 @@ def learn_plan(protocol: Protocol, variant: str, seed: int, shape: Any) -> Any:
 
 
 def animate_plan(protocol: Protocol, variant: str, seed: int, shape: Any, learned: Any) -> Any:
-    """What `flash animate --preset P` samples the action with; `full` decodes with the base's DED."""
+    """What `flash animate --preset P` samples the action with (the decoder is chosen per block)."""
     from flashcli.config import resolve_animate
     from flashcli.workflows.plan import plan_animate
 
-    core = {**protocol.animate.get("core", {}), "use_ded": variant == "full"}
-    flags = {**protocol.animate, "core": core, "seed": seed, "frames": learned.frames, "size": learned.size}
+    # As learned: the bench's frames are square, so the training height is the side.
+    flags = {**protocol.animate, "seed": seed, "frames": learned.train.frames, "size": learned.train.size}
     preset, config = resolve_animate(protocol.preset, flags)
     return plan_animate(preset, config, shape, None, None, flags)
+
+
+def decoder_blocks(spec: Any) -> tuple[str, ...]:
+    """The blocks this base can decode: both, or the plain decoder alone on a base without a DED."""
+    return BLOCKS if spec.ded is not None else BLOCKS[:1]
+
+
+def sample_latents(spec: Any, photo: np.ndarray, adapters: list[Any], plan: Any) -> tuple[Any, Any, Any]:
+    """One photo sampled as `flash animate` samples it (`animate_photo` before decoding): the latents,
+    the fitted photo as the decoder's reference tensor, and as uint8."""
+    from flashcli.core.pixels import photo_to_tensor
+    from flashcli.core.sampler import sample_photo_latents
+    from flashcli.video import fit_image
+
+    still = fit_image(photo, plan.size, plan.config.crop)
+    reference = photo_to_tensor(still).unsqueeze(0)
+    latents = sample_photo_latents(spec, reference, adapters, plan.sample, frames=plan.frames)
+    return latents, reference, still
+
+
+def decode_block(
+    spec: Any, latents: Any, reference: Any, still: np.ndarray, *, use_ded: bool
+) -> tuple[np.ndarray, float]:
+    """The video `animate` writes with this decoder, and the PSNR of its decoded frame 0 against the
+    photo: measured before the photo replaces frame 0, so it can fail (the written frame 0 cannot)."""
+    from flashcli.core.pixels import tensor_to_video
+
+    with torch.no_grad():
+        raw = spec.to_vae_space(latents)
+        if use_ded:
+            pixels = spec.ded.decode(raw, reference.to(spec.device, torch.float32))
+        else:
+            pixels = spec.vae.decode(raw).sample
+    video = tensor_to_video(pixels.float().clamp(-1, 1)[0])
+    decoded_first = metrics.first_frame_psnr(video, still)
+    video[0] = still  # as `animate` writes it
+    return video, decoded_first
 
 
 def animate_run(
     spec: Any, protocol: Protocol, variant: str, clips: int, seed: int, action: str, size: int, frames: int
 ) -> dict[str, Any]:
-    """Videos (K, F, H, W, 3) of the K test photos, plus training time and final loss."""
-    from flashcli.workflows.animate import animate_one
+    """Train (or not), sample the K test photos once and decode them with every block: videos
+    (K, F, H, W, 3) and decoded first-frame PSNR (K,) per block, with CPU seconds per phase."""
     from flashcli.workflows.learn import train_action
     from flashcli.workflows.plan import BaseShape
 
     shape = BaseShape.of(spec)
     learned = learn_plan(protocol, variant, seed, shape)
     adapters: list[Any] = []
-    cpu_started = time.process_time()  # CPU seconds: steadier than wall time on a shared machine
-    record: dict[str, Any] = {"train_seconds": 0.0, "final_loss": math.nan}
+    # CPU seconds: steadier than wall time on a shared machine.
+    record: dict[str, Any] = {"train_seconds": 0.0, "train_steps": 0, "final_loss": math.nan}
     if variant != "base":
         rendered = train_clips(action, clips, size, frames)
+        started = time.process_time()
         weights = train_action(
             spec, [c.frames for c in rendered], learned.train, masks=[c.mask for c in rendered]
         )
         adapters = [(weights.adapter.adapter, weights.adapter.metadata, 1.0)]
-        record = {"train_seconds": weights.seconds, "final_loss": weights.adapter.losses[-1]["total"]}
+        record = {
+            "train_seconds": time.process_time() - started,
+            "train_steps": learned.train.steps,
+            "final_loss": weights.adapter.losses[-1]["total"],
+        }
     plan = animate_plan(protocol, variant, seed, shape, learned)
-    started = time.perf_counter()
-    videos = [
-        animate_one(spec, clip.frames[0], adapters, plan, f"{action} {index}")
-        for index, clip in enumerate(test_clips(action, protocol.photos, size, frames))
-    ]
-    record["sample_seconds"] = time.perf_counter() - started
-    record["cpu_seconds"] = time.process_time() - cpu_started
-    record["videos"] = np.stack(videos)
+    blocks = decoder_blocks(spec)
+    videos: dict[str, list[np.ndarray]] = {block: [] for block in blocks}
+    first: dict[str, list[float]] = {block: [] for block in blocks}
+    sample_seconds = decode_seconds = 0.0
+    for clip in test_clips(action, protocol.photos, size, frames):
+        started = time.process_time()
+        latents, reference, still = sample_latents(spec, clip.frames[0], adapters, plan)
+        sample_seconds += time.process_time() - started
+        for block in blocks:
+            started = time.process_time()
+            video, decoded_first = decode_block(spec, latents, reference, still, use_ded=block == "ded")
+            decode_seconds += time.process_time() - started
+            videos[block].append(video)
+            first[block].append(decoded_first)
+    record.update(
+        sample_seconds=sample_seconds, decode_seconds=decode_seconds, sample_steps=plan.sample.steps
+    )
+    for block in blocks:
+        record[f"videos_{block}"] = np.stack(videos[block])
+        record[f"frame0_psnr_{block}"] = np.asarray(first[block], dtype=np.float64)
     return record
 
 
@@ -280,7 +351,7 @@ def cached_run(cache: Path, key: str, make: Any) -> dict[str, Any]:
     path = cache / f"{key}.npz"
     if path.is_file():
         stored = np.load(path)
-        return {name: (stored[name] if name == "videos" else float(stored[name])) for name in stored.files}
+        return {name: (stored[name] if stored[name].ndim else float(stored[name])) for name in stored.files}
     record = make()
     with atomic_path(path) as temp:
         np.savez(temp, **record)
@@ -301,15 +372,30 @@ def settings_summary(protocol: Protocol, spec: Any) -> dict[str, Any]:
     return {
         "preset": learned.preset,
         "train": train,
-        "sample": sample.model_dump(mode="json", exclude={"seed"}),
+        "sample": sample.model_dump(mode="json", exclude={"seed", "use_ded"}),
     }
 
 
 def protocol_hash(protocol: Protocol, spec: Any, settings: dict[str, Any]) -> str:
     """What a cached run's videos depend on (not which runs are chosen): adding a variant reuses the rest."""
     recipe = {"photos": protocol.photos, "train": settings["train"], "sample": settings["sample"]}
-    text = json.dumps([recipe, spec.weight_hash], sort_keys=True)
+    text = json.dumps([recipe, spec.weight_hash, CACHE_LAYOUT], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def per_video(
+    detector: Any,
+    bones: list[tuple[int, int]],
+    references: dict[str, list[np.ndarray]],
+    video: np.ndarray,
+    truth: Any,
+    action: str,
+) -> dict[str, Any]:
+    """Every score of one video, with its nearest-action hit (1 or 0) so that accuracy gets an interval."""
+    scores = score_video(detector, video, truth, bones)
+    signature = scores.pop("signature")
+    hit = metrics.nearest_action(signature, references, mirror_permutation()) == action
+    return {**scores, "nearest_action": float(hit)}
 
 
 def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[str, Any]:
@@ -318,6 +404,7 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
     size, frames = settings["train"]["size"], settings["train"]["frames"]
     detector = load_detector(detector_path)
     bones = bone_indices()
+    blocks = decoder_blocks(spec)
     cache = out / "cache" / protocol_hash(protocol, spec, settings)
     truths = {action: test_clips(action, protocol.photos, size, frames) for action in protocol.actions}
     # Action references: the true motion of training clips (seen looks), never the test clips scored.
@@ -328,65 +415,73 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
         ]
         for action in protocol.actions
     }
-
-    rows: list[dict[str, Any]] = []
-    per_video: list[dict[str, Any]] = []
+    videos: list[dict[str, Any]] = []
+    runs_done: list[dict[str, Any]] = []
     sheets: dict[str, np.ndarray] = {}
 
-    def add_row(name: str, clips: int | None, seed: int | None, scored: list[dict], extra: dict) -> None:
-        summary = summarise(scored, references)
-        rows.append({"row": name, "clips": clips, "seed": seed, **summary, **extra})
-        for item in scored:
-            per_video.append({"row": name, "clips": clips, "seed": seed, **_plain(item)})
-
-    for name in REFERENCE_ROWS:
-        scored = []
+    for name in REFERENCE_ROWS:  # no decoder: the same scores in every block
         for action, clips in truths.items():
             for photo_index, truth in enumerate(clips):
                 video = (
                     truth.frames if name == "ground truth" else np.repeat(truth.frames[:1], frames, axis=0)
                 )
-                scored.append(
-                    {"action": action, "photo": photo_index, **score_video(detector, video, truth, bones)}
-                )
-        add_row(name, None, None, scored, {})
+                scores = per_video(detector, bones, references, video, truth, action)
+                unit = {"action": action, "seed": None, "photo": photo_index, "frame0_psnr": math.nan}
+                videos += [{"row": name, "clips": None, "block": b, **unit, **scores} for b in blocks]
 
     runs = protocol.runs()
     sheet_action = protocol.sheet_action or protocol.actions[0]
     for index, (variant, clips, seed) in enumerate(runs, start=1):
-        scored, train_seconds, sample_seconds, losses, cpu_seconds = [], [], [], [], []
         for action in protocol.actions:
-            key = f"{variant}_n{clips}_s{seed}_{action}"
+            trained_as = SAME_ADAPTER.get(variant, variant)
+            key = f"{trained_as}_n{clips}_s{seed}_{action}"
             tick = time.perf_counter()
-            make = functools.partial(animate_run, spec, protocol, variant, clips, seed, action, size, frames)
+            make = functools.partial(
+                animate_run, spec, protocol, trained_as, clips, seed, action, size, frames
+            )
             record = cached_run(cache, key, make)
+            score_started = time.process_time()
+            for block in blocks:
+                pairs = zip(record[f"videos_{block}"], truths[action], strict=True)
+                for photo_index, (video, truth) in enumerate(pairs):
+                    scores = per_video(detector, bones, references, video, truth, action)
+                    unit = {"action": action, "seed": seed, "photo": photo_index}
+                    decoded_first = float(record[f"frame0_psnr_{block}"][photo_index])
+                    videos.append(
+                        {
+                            "row": variant,
+                            "clips": clips,
+                            "block": block,
+                            **unit,
+                            **scores,
+                            "frame0_psnr": decoded_first,
+                        }
+                    )
+            timing = {k: v for k, v in record.items() if not isinstance(v, np.ndarray)}
+            runs_done.append(
+                {
+                    "row": variant,
+                    "clips": clips,
+                    "seed": seed,
+                    "action": action,
+                    **timing,
+                    "score_seconds": time.process_time() - score_started,
+                    "photos": protocol.photos,
+                    "blocks": len(blocks),
+                }
+            )
             print(
                 f"[{index}/{len(runs)}] {key}: {time.perf_counter() - tick:.1f}s",
                 file=sys.stderr,
                 flush=True,
             )
-            train_seconds.append(record["train_seconds"])
-            sample_seconds.append(record["sample_seconds"])
-            losses.append(record["final_loss"])
-            cpu_seconds.append(record.get("cpu_seconds", math.nan))
-            for photo_index, (video, truth) in enumerate(zip(record["videos"], truths[action], strict=True)):
-                scored.append(
-                    {"action": action, "photo": photo_index, **score_video(detector, video, truth, bones)}
-                )
             if action == sheet_action and clips == protocol.table_clips and seed == protocol.seeds[0]:
-                sheets[variant] = record["videos"]
-        extra = {
-            "train_seconds": float(np.mean(train_seconds)),
-            "sample_seconds": float(np.mean(sample_seconds)),
-            "final_loss": float(np.mean(losses)),
-            "cpu_seconds": float(np.mean(cpu_seconds)),
-        }
-        add_row(variant, clips, seed, scored, extra)
+                sheets[variant] = record[f"videos_{blocks[0]}"]
 
     sheet_dir = out / "sheets"
-    for variant, videos in sheets.items():
+    for variant, sheet_videos in sheets.items():
         write_sheet(
-            sheet_dir / f"{variant}.png", variant, sheet_action, truths[sheet_action], videos, protocol
+            sheet_dir / f"{variant}.png", variant, sheet_action, truths[sheet_action], sheet_videos, protocol
         )
     return {
         "protocol": protocol.model_dump(),
@@ -394,14 +489,12 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
         "base": spec.describe(),
         "size": size,
         "frames": frames,
+        "blocks": list(blocks),
         "detector": _detector_facts(detector_path),
-        "rows": rows,
-        "videos": per_video,
+        "runs": runs_done,
+        "rates": measured_rates(runs_done, frames, size),
+        "videos": videos,
     }
-
-
-def _plain(item: dict) -> dict:
-    return {key: value for key, value in item.items() if key != "signature"}
 
 
 def _detector_facts(path: Path) -> dict[str, Any]:
@@ -412,51 +505,150 @@ def _detector_facts(path: Path) -> dict[str, Any]:
     return {"weights": path.name, "heldout_unseen": sets["heldout_unseen"]["mean"]}
 
 
+# ----- CPU time: measured rates and the estimate of a protocol --------------------------------------
+
+# CPU seconds (torch on 1 thread) per unit of work, measured by `python bench/quality.py --quick` (its
+# `rates` in quality.json; 175 CPU s, 6 min wall) on the 2-core development machine while a training
+# job shared it, at the quick preset's 9 frames and 64x64; `estimate_seconds` scales them to a protocol.
+MEASURED_RATES: dict[str, float] = {
+    "frames": 9,
+    "size": 64,
+    "train_step": 1.33,
+    "sample_step": 0.27,
+    "decode": 0.78,
+    "score": 0.11,
+}
+
+
+def _latent_frames(frames: int) -> int:
+    return (frames - 1) // 4 + 1
+
+
+def measured_rates(runs: list[dict[str, Any]], frames: int, size: int) -> dict[str, float]:
+    """CPU seconds per training step, per sampling step of one photo, per decode and per scored video,
+    from the runs just made (cached runs count with the seconds they took when made)."""
+
+    def rate(seconds: str, units: Any) -> float:
+        total = sum(units(r) for r in runs)
+        return sum(r[seconds] for r in runs) / total if total else math.nan
+
+    return {
+        "frames": frames,
+        "size": size,
+        "train_step": rate("train_seconds", lambda r: r["train_steps"]),
+        "sample_step": rate("sample_seconds", lambda r: r["sample_steps"] * r["photos"]),
+        "decode": rate("decode_seconds", lambda r: r["photos"] * r["blocks"]),
+        "score": rate("score_seconds", lambda r: r["photos"] * r["blocks"]),
+    }
+
+
+def estimate_seconds(protocol: Protocol, shape: Any, rates: dict[str, float], blocks: int = 2) -> float:
+    """CPU seconds the protocol's runs take: each run's training steps, sampling steps, decodes and
+    scored videos at the measured rates, scaled by latent frames x pixels to the protocol's shape."""
+    learned = learn_plan(protocol, "none", 0, shape)
+    train_steps = learned.train.steps
+    sample_steps = animate_plan(protocol, "none", 0, shape, learned).sample.steps
+    scale = (_latent_frames(learned.train.frames) / _latent_frames(int(rates["frames"]))) * (
+        learned.train.size / rates["size"]
+    ) ** 2
+    videos = protocol.photos * blocks
+    per_sample = protocol.photos * sample_steps * rates["sample_step"] + videos * rates["decode"]
+    made = {(SAME_ADAPTER.get(variant, variant), clips, seed) for variant, clips, seed in protocol.runs()}
+    total = len(protocol.runs()) * len(protocol.actions) * videos * rates["score"]
+    for variant, _, _ in made:
+        trained = train_steps * rates["train_step"] if variant != "base" else 0.0
+        total += len(protocol.actions) * scale * (trained + per_sample)
+    return total
+
+
 # ----- reporting ----------------------------------------------------------------------------------
 
-
-def aggregate(rows: list[dict], name: str, clips: int | None) -> dict[str, tuple[float, float | None]]:
-    """Mean and spread (sample sd over seeds; None with one seed) of every score of one row."""
-    chosen = [r for r in rows if r["row"] == name and r["clips"] == clips]
-    result: dict[str, tuple[float, float | None]] = {}
-    for score in (*SCORES, "train_seconds", "cpu_seconds"):
-        values = [r[score] for r in chosen if score in r and math.isfinite(r[score])]
-        if not values:
-            result[score] = (math.nan, None)
-            continue
-        spread = statistics.stdev(values) if len(values) > 1 else None
-        result[score] = (float(np.mean(values)), spread)
-    return result
-
-
-def _cell(value: tuple[float, float | None], digits: int) -> str:
-    mean, spread = value
-    if not math.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
-
-
-COLUMNS = (
-    ("joint_error", "joint error (% body h., DTW) ↓", 2),
+TABLE_SCORES = (
+    ("joint_error", "joint error ↓", 2),
     ("moving_error", "moving-joint error ↓", 2),
     ("pck10", "PCK@0.1 ↑", 3),
     ("nearest_action", "nearest-action acc. ↑", 2),
-    ("frame0_exact", "frame 0 exact", 2),
-    ("frame1_psnr", "frame-1 PSNR (dB) ↑", 1),
-    ("jump", "jump (1 = none) ↓", 2),
-    ("roughness", "roughness ↓", 2),
-    ("joint_jitter", "joint jitter ↓", 2),
-    ("appearance_drift", "colour drift ↓", 3),
-    ("train_seconds", "train s / action", 1),
-    ("cpu_seconds", "CPU s / action (train + K videos)", 1),
+    ("frame0_psnr", "first-frame PSNR, decoded (dB) ↑", 1),
+    ("jump", "transition jump (1 = none) ↓", 2),
+    ("appearance_drift", "appearance drift ↓", 3),
 )
+
+
+def select(videos: list[dict[str, Any]], row: str, clips: int | None, block: str) -> list[dict[str, Any]]:
+    return [v for v in videos if v["row"] == row and v["clips"] == clips and v["block"] == block]
+
+
+def interval_cell(interval: Interval, digits: int, *, signed: bool = False) -> str:
+    """`mean [low, high]`; a difference whose interval excludes 0 is starred."""
+    if interval.count == 0 or not math.isfinite(interval.mean):
+        return "–"
+    sign = "+" if signed else ""
+    mean, low, high = (f"{value:{sign}.{digits}f}" for value in (interval.mean, interval.low, interval.high))
+    text = f"{mean} [{low}, {high}]"
+    return text + (" *" if signed and interval.excludes_zero() else "")
+
+
+def means_table(
+    videos: list[dict[str, Any]], block: str, rows: list[tuple[str, int | None]], *, show_clips: bool = False
+) -> list[str]:
+    """One line per row: every score's mean over its videos with a bootstrap 95 % interval."""
+    lines = [
+        "| row | " + " | ".join(title for _, title, _ in TABLE_SCORES) + " |",
+        "|---" * (len(TABLE_SCORES) + 1) + "|",
+    ]
+    for name, clips in rows:
+        chosen = select(videos, name, clips, block)
+        label = f"*{name}*" if name in REFERENCE_ROWS else name
+        label += f" (N = {clips})" if show_clips and clips is not None else ""
+        cells = [interval_cell(score_interval(chosen, key), digits) for key, _, digits in TABLE_SCORES]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def differences_table(
+    videos: list[dict[str, Any]], block: str, rows: list[tuple[str, int | None]], clips: int
+) -> list[str]:
+    """One line per row: its paired difference from plain LoRA (same action, seed and photo) per score."""
+    reference = select(videos, REFERENCE_VARIANT, clips, block)
+    lines = [
+        "| row − plain LoRA | " + " | ".join(title for _, title, _ in TABLE_SCORES) + " |",
+        "|---" * (len(TABLE_SCORES) + 1) + "|",
+    ]
+    for name, row_clips in rows:
+        if name in REFERENCE_ROWS or name == REFERENCE_VARIANT:
+            continue
+        chosen = select(videos, name, row_clips, block)
+        cells = [
+            interval_cell(paired_interval(chosen, reference, key), digits, signed=True)
+            for key, _, digits in TABLE_SCORES
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def block_tables(result: dict[str, Any], protocol: Protocol) -> list[str]:
+    """Each decoder block as its own labelled section: the means, then the differences from plain LoRA."""
+    rows: list[tuple[str, int | None]] = [(name, None) for name in REFERENCE_ROWS]
+    rows += [(name, protocol.table_clips) for name in protocol.variants]
+    lines: list[str] = []
+    for block in result["blocks"]:
+        lines += [f"## {BLOCK_TITLES[block]}: every row, N = {protocol.table_clips} clips", ""]
+        lines += means_table(result["videos"], block, rows)
+        if REFERENCE_VARIANT in protocol.variants:
+            lines += ["", f"Paired differences from plain LoRA ({BLOCK_TITLES[block]}):", ""]
+            lines += differences_table(result["videos"], block, rows, protocol.table_clips)
+        lines.append("")
+    return lines
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
     protocol = Protocol(**result["protocol"])
-    rows = result["rows"]
     base = result["base"]
     train, sample = result["settings"]["train"], result["settings"]["sample"]
+    seconds = sum(
+        r["train_seconds"] + r["sample_seconds"] + r["decode_seconds"] + r["score_seconds"]
+        for r in result["runs"]
+    )
     lines = [
         "# flash quality benchmark",
         "",
@@ -466,7 +658,14 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Actions: {', '.join(protocol.actions)}. K = {protocol.photos} unseen people per action, "
         f"seeds {protocol.seeds}, preset `{result['settings']['preset']}` with {protocol.learn or 'no'} "
         f"learn and {protocol.animate or 'no'} animate overrides: {train['steps']} training steps "
-        f"(rank {train['rank']}), {sample['steps']} sampling steps.",
+        f"(rank {train['rank']}), {sample['steps']} sampling steps. CPU time of the runs: "
+        f"{seconds / 60:.1f} min.",
+        "",
+        "Each cell: the mean over videos (action x seed x photo) and its bootstrap 95 % interval. "
+        "Differences pair each video with plain LoRA's of the same action, seed and photo; `*`: the "
+        "interval excludes 0. `augment_both` and `full` train the same adapter (detail enhancement only "
+        "chooses the decoder), so within a block their rows agree; as shipped, `full` is its DED-block row "
+        "and `augment_both` its plain-block row.",
         "",
     ]
     facts = result["detector"]["heldout_unseen"]
@@ -477,68 +676,29 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "score any method can get through it; `still photo` is what no motion gets.",
             "",
         ]
-    if not base["ded"] and "full" in protocol.variants:
-        lines += ["This base ships no Detail Enhancement Decoder, so `full` samples like `augment_both`.", ""]
-    header = "| row | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    rule = "|---" * (len(COLUMNS) + 1) + "|"
-    lines += [f"## Variants at N = {protocol.table_clips} clips", "", header, rule]
-    for name in REFERENCE_ROWS:
-        cells = aggregate(rows, name, None)
-        lines.append(f"| *{name}* | " + " | ".join(_cell(cells[k], d) for k, _, d in COLUMNS) + " |")
-    plain = aggregate(rows, "plain_lora", protocol.table_clips)
-    marks = []
-    for name in protocol.variants:
-        cells = aggregate(rows, name, protocol.table_clips)
-        lines.append(f"| {name} | " + " | ".join(_cell(cells[k], d) for k, _, d in COLUMNS) + " |")
-        if name != "plain_lora" and "plain_lora" in protocol.variants:
-            marks.append(_versus(name, cells["joint_error"], plain["joint_error"]))
-    if marks:
-        lines += [
-            "",
-            "Joint error against plain LoRA (larger than the spread = |Δ| > sd₁ + sd₂ over seeds):",
-            "",
-        ]
-        lines += [f"- {mark}" for mark in marks]
+    if not base["ded"]:
+        lines += ["This base ships no Detail Enhancement Decoder: the plain-decoder block only.", ""]
+    lines += block_tables(result, protocol)
     sweep = sorted({protocol.table_clips, *protocol.sweep_clips})
     swept = [name for name in protocol.sweep_variants if name in protocol.variants]
     if len(sweep) > 1 and swept:
-        lines += ["", "## Clip count", ""]
-        lines.append("| row | N | joint error ↓ | moving-joint error ↓ | PCK@0.1 ↑ | nearest-action acc. ↑ |")
-        lines.append("|---|---|---|---|---|---|")
-        for name in swept:
-            for n in sweep:
-                cells = aggregate(rows, name, n)
-                picked = (
-                    cells["joint_error"],
-                    cells["moving_error"],
-                    cells["pck10"],
-                    cells["nearest_action"],
-                )
-                lines.append(
-                    f"| {name} | {n} | "
-                    + " | ".join(_cell(c, d) for c, d in zip(picked, (2, 2, 3, 2), strict=True))
-                    + " |"
-                )
+        lines += [f"## Clip count ({BLOCK_TITLES[result['blocks'][0]]}, seed {protocol.seeds[0]})", ""]
+        rows = [(name, n) for name in swept for n in sweep]
+        first_seed = [v for v in result["videos"] if v["seed"] in (None, protocol.seeds[0])]
+        lines += means_table(first_seed, result["blocks"][0], rows, show_clips=True)
+        lines.append("")
     lines += [
-        "",
         "Scores: joint error and PCK over frames 1.. after DTW time alignment, joints inside the picture; "
         "moving-joint error: the same over joints that truly move more than 10 % of body height; "
         "nearest-action accuracy: is the nearest of the actions' true training-clip motions (joint "
         "displacements from their mean place, DTW, either hand) one of its own action's; "
-        "jump = mean|f1-f0| / mean|f(t+1)-f(t)|, t >= 1; roughness = mean|second difference| / "
-        "mean|first difference| of frames 1..; joint jitter in % body height per frame²; "
-        "colour drift = Hellinger distance of the figure region's colour histogram "
-        "between frame 0 and the last frame (region = around the detected skeleton).",
+        "first-frame PSNR, decoded: the decoder's frame 0 against the photo, before the photo replaces it; "
+        "transition jump = mean|f1-f0| / mean|f(t+1)-f(t)|, t >= 1; "
+        "appearance drift = Hellinger distance of the figure region's colour histogram "
+        "between frame 0 and the last frame (region = around the detected skeleton). quality.json keeps "
+        "frame-1 PSNR, roughness and joint jitter per video too.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _versus(name: str, ours: tuple[float, float | None], theirs: tuple[float, float | None]) -> str:
-    delta = ours[0] - theirs[0]
-    if ours[1] is None or theirs[1] is None:
-        return f"{name}: Δ {delta:+.2f} (one seed: no spread, not judged)"
-    verdict = "larger than the spread" if abs(delta) > ours[1] + theirs[1] else "within the spread"
-    return f"{name}: Δ {delta:+.2f} ({verdict})"
 
 
 def write_sheet(
@@ -589,11 +749,28 @@ def build_protocol(args: argparse.Namespace) -> Protocol:
     return protocol
 
 
-def _plan_lines(protocol: Protocol) -> Iterator[str]:
+def plan_shape(base: str) -> Any:
+    """The base's shape from its files (no loading); the tiny base's when it is not installed."""
+    from flashcli.workflows.plan import BaseShape, base_shape
+
+    return base_shape(base) or BaseShape("tiny", 4, 16, 17, 64, 8.0)
+
+
+def _plan_lines(protocol: Protocol, shape: Any) -> Iterator[str]:
     runs = protocol.runs()
-    trained = sum(1 for variant, _, _ in runs if variant != "base")
+    made = {(SAME_ADAPTER.get(variant, variant), clips, seed) for variant, clips, seed in runs}
+    trained = sum(1 for variant, _, _ in made if variant != "base")
     actions = len(protocol.actions)
-    yield f"{len(runs)} runs x {actions} actions; {trained * actions} adapters to train"
+    seconds = estimate_seconds(protocol, shape, MEASURED_RATES)
+    yield (
+        f"{len(runs)} runs x {actions} actions = {len(runs) * actions} runs; {trained * actions} adapters "
+        f"to train; {len(runs) * actions * protocol.photos} videos x 2 decoder blocks"
+    )
+    yield (
+        f"estimated CPU time: {seconds / 3600:.1f} h ({seconds / 60:.0f} min) on one thread at the rates "
+        "--quick measured "
+        f"({', '.join(f'{k} {v:g}' for k, v in MEASURED_RATES.items())})"
+    )
     for variant, clips, seed in runs:
         yield f"  {variant:24s} N={clips:2d} seed={seed}"
 
@@ -603,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     protocol = build_protocol(args)
     if args.plan:
-        print("\n".join(_plan_lines(protocol)))
+        print("\n".join(_plan_lines(protocol, plan_shape(args.base))))
         return 0
     started = time.perf_counter()
     result = run(protocol, args.base, args.out, args.detector)

@@ -46,6 +46,45 @@ def test_a_shape_mistake_gets_one_sentence_for_its_kind(flags: dict, message: st
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            {"size": "60x36"},
+            "--size 60x36 does not fit base 'tiny', which takes multiples of 8; "
+            "use --size 64x40, the nearest that fits.",
+        ),
+        (
+            {"size": "4000x480"},
+            "--size 4000x480 is not allowed; use a multiple of 8 from 16 to 2048 for base 'tiny'.",
+        ),
+        (
+            {"size": "64by32"},
+            "--size 64by32 is not a frame size; use WxH (width x height, e.g. 832x480) or N for N x N.",
+        ),
+    ],
+)
+def test_a_width_by_height_mistake_gets_one_sentence_with_the_nearest_size(flags: dict, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        learn_plan(flags)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("text", "size"), [("64x32", (64, 32)), ("32X64", (32, 64)), ("48", (48, 48))])
+def test_learn_takes_width_by_height_or_a_square_side(text: str, size: tuple[int, int]) -> None:
+    plan = learn_plan({"size": text})
+    assert plan.size == size and plan.train.frame_size == size and plan.train.size == size[1]
+
+
+def test_animate_defaults_to_the_width_and_height_the_action_was_learned_at() -> None:
+    learned = SimpleNamespace(name="weld", frames=9, frame_size=(64, 32), fps=12.0)
+    name, config = resolve_animate(None, {}, stored={})
+    plan = plan_animate(name, config, TINY, learned, None, {})  # type: ignore[arg-type]
+    assert plan.size == (64, 32) and plan.config.size == "64x32"
+    name, config = resolve_animate(None, {"size": "32x48"}, stored={})
+    assert plan_animate(name, config, TINY, learned, None, {"size": "32x48"}).size == (32, 48)  # type: ignore[arg-type]
+
+
 def test_a_preset_value_that_does_not_fit_names_the_preset(tmp_path: Path) -> None:
     preset = tmp_path / "long.toml"
     preset.write_text('description = "x"\n[learn]\nframes = 8\n')
@@ -56,25 +95,25 @@ def test_a_preset_value_that_does_not_fit_names_the_preset(tmp_path: Path) -> No
 
 def test_the_learn_plan_is_complete_with_the_base_filling_what_nobody_chose() -> None:
     plan = learn_plan({"frames": 9})
-    assert (plan.frames, plan.size) == (9, 64)  # the flag, then the base's default size
+    assert (plan.frames, plan.size) == (9, (64, 64))  # the flag, then the base's default size (square)
     assert plan.train.frames == 9 and plan.preview.seed == plan.train.seed
     quick = learn_plan({}, preset="quick")
     assert (quick.frames, quick.train.rank, quick.animate_defaults) == (9, 4, {"steps": 8})
 
 
 def test_animate_takes_flag_then_table_then_the_action_as_learned_then_the_base() -> None:
-    learned = SimpleNamespace(name="weld", frames=9, size=32, fps=12.0)
+    learned = SimpleNamespace(name="weld", frames=9, frame_size=(32, 32), fps=12.0)
 
     def plan(flags: dict, stored: dict, action: object | None = learned):
         name, config = resolve_animate(None, flags, stored=stored)
         return plan_animate(name, config, TINY, action, None, flags)  # type: ignore[arg-type]
 
-    assert (plan({}, {}).frames, plan({}, {}).size, plan({}, {}).fps) == (9, 32, 12.0)
+    assert (plan({}, {}).frames, plan({}, {}).size, plan({}, {}).fps) == (9, (32, 32), 12.0)
     assert plan({}, {"frames": 13}).frames == 13
     assert plan({"frames": 5}, {"frames": 13}).frames == 5
     assert (plan({}, {}, None).frames, plan({}, {}, None).fps) == (17, 8.0)
     with pytest.raises(UserError, match="The frame count 8 of action 'weld' does not fit base 'tiny'"):
-        plan({}, {}, SimpleNamespace(name="weld", frames=8, size=32, fps=12.0))
+        plan({}, {}, SimpleNamespace(name="weld", frames=8, frame_size=(32, 32), fps=12.0))
     filled = plan({"steps": 3}, {})
     assert filled.sample.steps == 3 and filled.config.steps == 3 and filled.config.frames == 9
 
@@ -83,3 +122,27 @@ def test_the_embedded_base_is_read_as_the_planner_expects() -> None:
     shape = base_shape("tiny")
     assert shape is not None and shape.supplies(frames=True, size=True, fps=True)
     assert (shape.frame_step, shape.default_frames, shape.default_size) == (4, 17, 64)
+
+
+WAN22 = BaseShape(
+    "Wan2.2-TI2V-5B-Diffusers", 4, 32, 121, (1280, 704), 24.0, retime_fps=24.0, checkpointing=True
+)
+
+
+def test_gradient_checkpointing_is_on_for_real_bases_unless_turned_off() -> None:
+    def plan(shape: BaseShape, flags: dict, preset: str = "quick"):
+        name, config, table = resolve_learn(preset, flags)
+        return plan_learn(name, config, table, shape, flags)
+
+    assert plan(WAN22, {}).train.gradient_checkpointing is True
+    assert plan(WAN22, {"gradient_checkpointing": False}).train.gradient_checkpointing is False
+    assert plan(TINY, {}).train.gradient_checkpointing is False  # small bases: speed over memory
+    assert plan(TINY, {"gradient_checkpointing": True}).train.gradient_checkpointing is True
+    assert (plan(WAN22, {}).retime_fps, plan(TINY, {}).retime_fps) == (24.0, None)
+
+
+def test_the_low_vram_preset_checkpoints_at_a_smaller_shape() -> None:
+    name, config, table = resolve_learn("low-vram", {})
+    plan = plan_learn(name, config, table, WAN22, {})
+    assert (plan.frames, plan.size, plan.train.augment_copies) == (49, (832, 480), 2)
+    assert plan.train.gradient_checkpointing is True and table == {"frames": 49}

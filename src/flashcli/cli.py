@@ -23,7 +23,7 @@ import typer
 
 from flashcli import __version__
 from flashcli.cli_help import FlashTyper
-from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError, environment_problem
+from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError, environment_problem, out_of_memory
 
 # The choices of --crop, --format and --device, spelled out here so `flash --help` need not import
 # pydantic; tests/cli/test_conventions.py keeps them equal to flashcli.config's.
@@ -140,7 +140,9 @@ def handles_errors(command: F) -> F:
             say(_interrupt_message())
             raise typer.Exit(130) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence: report, never a raw traceback
-            sentence = environment_problem(error, _destination(kwargs))
+            sentence = out_of_memory(error, command.__name__) or environment_problem(
+                error, _destination(kwargs)
+            )
             if sentence is not None:
                 say(f"error: {sentence}")
                 raise typer.Exit(EXIT_USAGE) from None
@@ -194,7 +196,8 @@ def learn(
         typer.Option(metavar="N", help="Frames per clip: 4k+1 (5, 9, 17, ...) (default: the base's)."),
     ] = None,
     size: Annotated[
-        int | None, typer.Option(metavar="N", help="Square frame size in pixels (default: the base's).")
+        str | None,
+        typer.Option(metavar="WxH", help="Frame size: WxH (832x480) or N for N x N (default: the base's)."),
     ] = None,
     crop: Annotated[
         Crop | None,
@@ -208,6 +211,14 @@ def learn(
             metavar="N",
             help="After the adapter, fine-tune the base's Detail Enhancement Decoder on the clips "
             "for N steps (default: 0 = off).",
+        ),
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Recompute activations in the backward pass: much less GPU memory, ~30% slower "
+            "(default: on for diffusers folders, off for tiny).",
         ),
     ] = None,
     device: DeviceOption = None,
@@ -240,6 +251,7 @@ def learn(
         "seed": seed,
         "device": device,
         "ded_steps": ded_steps,
+        "gradient_checkpointing": gradient_checkpointing,
     }
     request = LearnRequest(clips, action, preset, flags, preview_photo, resume, force, library)
     learned = learn_action(request, TerminalReporter(_note_saved))
@@ -287,7 +299,8 @@ def animate(
         float | None, typer.Option(metavar="N", help="Frames per second of the output (default: as learned).")
     ] = None,
     size: Annotated[
-        int | None, typer.Option(metavar="N", help="Square output size in pixels (default: as learned).")
+        str | None,
+        typer.Option(metavar="WxH", help="Output size: WxH (832x480) or N for N x N (default: as learned)."),
     ] = None,
     crop: Annotated[
         Crop | None,

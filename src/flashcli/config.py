@@ -29,7 +29,7 @@ Crop = Literal["center", "pad", "stretch"]
 Format = Literal["mp4", "gif", "webp", "png"]
 DEFAULT_PRESET = "standard"
 # LearnConfig fields that are TrainSettings fields of the same name.
-_TRAIN_KEYS = ("steps", "rank", "learning_rate", "seed", "checkpoint_every")
+_TRAIN_KEYS = ("steps", "rank", "learning_rate", "seed", "checkpoint_every", "gradient_checkpointing")
 # A TrainSettings field whose flag has another name, for messages that name the flag.
 _FLAG_NAMES = {"ded_finetune_steps": "ded_steps"}
 
@@ -53,12 +53,13 @@ class LearnConfig(BaseModel):
     device: Device = "auto"
     preview_steps: int = Field(default=8, ge=1, le=200)
     frames: int | None = None  # None: the base's
-    size: int | None = None
+    size: int | str | None = None  # N (square) or 'WxH'; checked against the base by workflows.plan
     steps: int | None = None
     rank: int | None = None
     learning_rate: float | None = None
     seed: int | None = None
     checkpoint_every: int | None = None
+    gradient_checkpointing: bool | None = None  # None: on for diffusers folders (workflows.plan)
     # `--ded-steps`: TrainSettings.ded_finetune_steps (fine-tune the base's DED on the clips after the
     # adapter); it wins over the same key in [learn.core].
     ded_steps: int | None = None
@@ -90,9 +91,12 @@ class LearnConfig(BaseModel):
         is known; raises pydantic's ValidationError."""
         _TrainChoices.model_validate(self.core_choices())
 
-    def train_settings(self, frames: int, size: int) -> TrainSettings:
-        """The core's complete TrainSettings, with frames and size as fitted to the base."""
-        return TrainSettings.model_validate({**self.core_choices(), "frames": frames, "size": size})
+    def train_settings(self, frames: int, width: int, height: int | None = None) -> TrainSettings:
+        """The core's complete TrainSettings, with frames and frame size (height None: square) as fitted
+        to the base."""
+        height = width if height is None else height
+        shape = {"frames": frames, "size": height, "width": None if width == height else width}
+        return TrainSettings.model_validate({**self.core_choices(), **shape})
 
 
 class AnimateConfig(BaseModel):
@@ -104,7 +108,7 @@ class AnimateConfig(BaseModel):
     steps: int | None = None  # SampleSettings.steps
     seed: int | None = None  # SampleSettings.seed
     frames: int | None = None
-    size: int | None = None
+    size: int | str | None = None  # N (square) or 'WxH'
     fps: float | None = Field(default=None, gt=0, le=120)
     crop: Crop = "center"
     format: Format = "mp4"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 from pathlib import Path
 
 
@@ -66,3 +67,15 @@ def environment_problem(error: BaseException, fallback: Path | None) -> str | No
     number, path = found
     where = f"'{path}'" if path is not None else (f"'{fallback}'" if fallback is not None else "The output")
     return f"{where} {_ENVIRONMENT_PROBLEMS[number]}."
+
+
+def out_of_memory(error: BaseException, command: str) -> str | None:
+    """One sentence naming what to change when the GPU ran out of memory (torch.OutOfMemoryError: the
+    settings asked for more than the device has, which is the user's to change, not a bug); else None."""
+    torch = sys.modules.get("torch")  # loaded whenever a model ran; never imported here for the check
+    if torch is None or not isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return None
+    change = "a smaller --size, fewer --frames or --preset low-vram"
+    if command == "learn":
+        change = "a smaller --size, fewer --frames, --preset low-vram or --gradient-checkpointing"
+    return f"The GPU ran out of memory during `flash {command}`; nothing was saved. Try {change}."

@@ -141,10 +141,14 @@ class ActionManifest(_Record):
     base: str  # the base's id
     base_source: str  # how to load it again: 'tiny' or an absolute folder
     base_hash: str
+    # A diffusers folder's pipeline kind and the frames, fps and size it is made for (core.pipelines);
+    # None for flash's own bases (their flash_base.json tells) and manifests from before.
+    base_defaults: dict[str, Any] | None = None
     preset: str | None = None
     clips: list[ClipRecord]
     frames: int = Field(gt=0)
-    size: int = Field(gt=0)
+    size: int = Field(gt=0)  # frame height in pixels (and width, unless `width` is set)
+    width: int | None = Field(default=None, gt=0)  # None: square, as in every manifest before W x H sizes
     fps: float = Field(gt=0, allow_inf_nan=False)
     crop: str
     seed: int
@@ -160,12 +164,21 @@ class ActionManifest(_Record):
     adapter_size: int | None = Field(default=None, ge=0)  # bytes; None: from before sizes were kept
     # None: the action has no DED of its own; `animate` decodes with the base's DED (if any).
     ded: DedRecord | None = None
+    # How `animate` decodes the action unless --ded/--no-ded (or an [animate] use_ded) says: "ded" (the
+    # Detail Enhancement Decoder, where there is one) or "plain" (learned with detail_enhance = false).
+    # None: from before it was recorded; the DED decodes, as it did then.
+    decoder: Literal["ded", "plain"] | None = None
     preview_source: str
     # None in manifests from before the preview was checked; `Staging.commit` records them.
     preview_sha256: str | None = None
     preview_size: int | None = Field(default=None, ge=0)
     versions: dict[str, str]
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) the action was learned at."""
+        return (self.width or self.size, self.size)
 
 
 class BrokenActionError(UserError):

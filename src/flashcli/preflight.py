@@ -1,7 +1,8 @@
 """Turn the user's clips into training input, and say what will be used before training starts.
 
-Each clip is streamed once: only the `frames` frames picked evenly from first to last are kept,
-each fitted to `size` x `size` (crop mode) as it is decoded, so a long 1080p clip costs no more
+Each clip is streamed once: only the `frames` frames picked evenly from first to last (or, for a base
+with its own frame rate, a diffusers folder, 1/fps apart from the clip's middle: retimed) are kept,
+each fitted to the frame size (crop mode) as it is decoded, so a long 1080p clip costs no more
 memory than a short small one. The warnings are the things a user would want to hear
 before spending minutes on training: too few or too many clips, a clip that barely moves, two
 identical clips, a clip shorter than the frames asked for, and every folder entry that discovery
@@ -18,12 +19,14 @@ import numpy as np
 from flashcli.library import ClipRecord
 from flashcli.video import (
     CropMode,
+    FrameSize,
     Skipped,
     content_hash,
     describe_sampling,
     file_hash,
     motion_score,
     sample_clip,
+    time_span_fits,
 )
 
 FEW_CLIPS = 3
@@ -36,8 +39,9 @@ SHORT_SECONDS = 0.5
 @dataclass(frozen=True)
 class PreparedClip:
     record: ClipRecord
-    frames: np.ndarray  # uint8 (frames, size, size, 3), what the trainer sees
+    frames: np.ndarray  # uint8 (frames, height, width, 3), what the trainer sees
     motion: float
+    slowed: bool = False  # retimed to the base's fps, but too short: spread first to last instead
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Preflight:
     clips: list[PreparedClip]
     warnings: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # folder entries not used as clips, with why
+    retime_fps: float | None = None  # the base's fps the clips were sampled at; None: first to last
 
     @property
     def videos(self) -> list[np.ndarray]:
@@ -56,7 +61,10 @@ class Preflight:
 
     @property
     def median_fps(self) -> float:
-        """Frame rate of the sampled frames (frames used per second of clip), for outputs."""
+        """Frame rate of the sampled frames (frames used per second of clip), for outputs: the base's
+        when the clips were retimed to it."""
+        if self.retime_fps is not None:
+            return self.retime_fps
         rates = [
             (clip.record.frames_used - 1) / clip.record.duration
             for clip in self.clips
@@ -65,8 +73,11 @@ class Preflight:
         return float(np.clip(np.median(rates), 1.0, 60.0)) if rates else 8.0
 
 
-def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> PreparedClip:
-    clip = sample_clip(path, frames, size, crop)
+def prepare_clip(
+    path: Path, frames: int, size: FrameSize, crop: CropMode, fps: float | None = None
+) -> PreparedClip:
+    """One clip's `frames` frames, fitted to `size`; sampled at `fps` (the base's) when given."""
+    clip = sample_clip(path, frames, size, crop, fps)
     record = ClipRecord(
         path=str(path.resolve()),
         sha256=file_hash(path),
@@ -76,18 +87,24 @@ def prepare_clip(path: Path, frames: int, size: int, crop: CropMode) -> Prepared
         width=clip.width,
         height=clip.height,
         frames_used=frames,
-        sampling=describe_sampling(clip.frame_count, frames),
+        sampling=describe_sampling(clip.frame_count, frames, clip.fps, fps),
     )
-    return PreparedClip(record=record, frames=clip.frames, motion=motion_score(clip.frames))
+    slowed = fps is not None and not time_span_fits(clip.frame_count, frames, clip.fps, fps)
+    return PreparedClip(record=record, frames=clip.frames, motion=motion_score(clip.frames), slowed=slowed)
 
 
-def run_preflight(paths: list[Path], frames: int, size: int, crop: CropMode) -> Preflight:
-    """Read and prepare every clip (a bad one raises UserError naming it) and collect warnings.
+def run_preflight(
+    paths: list[Path], frames: int, size: FrameSize, crop: CropMode, fps: float | None = None
+) -> Preflight:
+    """Read and prepare every clip (a bad one raises UserError naming it) and collect warnings; with
+    `fps` (the base's frame rate) clips are retimed to it: sampled by time, not first to last.
 
     `paths` may be `discover_clips`'s answer, whose `.skipped` entries become warnings first."""
-    prepared = [prepare_clip(path, frames, size, crop) for path in paths]
+    prepared = [prepare_clip(path, frames, size, crop, fps) for path in paths]
     skipped = list(getattr(paths, "skipped", []))
-    report = Preflight(clips=prepared, warnings=[str(entry) for entry in skipped], skipped=skipped)
+    report = Preflight(
+        clips=prepared, warnings=[str(entry) for entry in skipped], skipped=skipped, retime_fps=fps
+    )
     count = len(prepared)
     if count < FEW_CLIPS:
         report.warnings.append(
@@ -107,6 +124,12 @@ def run_preflight(paths: list[Path], frames: int, size: int, crop: CropMode) -> 
             report.warnings.append(
                 f"Clip '{name}' is very short ({clip.record.frames_total} frames for {frames} used): "
                 "some frames repeat."
+            )
+        elif clip.slowed and fps is not None:
+            report.warnings.append(
+                f"Clip '{name}' lasts {clip.record.duration:.2f} s, shorter than the "
+                f"{(frames - 1) / fps:.2f} s that {frames} frames at the base's {fps:g} fps take: its motion "
+                "is slowed down; use a longer clip or fewer --frames."
             )
         elif clip.record.duration < SHORT_SECONDS:
             report.warnings.append(

@@ -175,7 +175,7 @@ class TerminalReporter:
     def steps(self, title: str, total: int) -> StepProgress:
         return StepProgress(title, total)
 
-    def clips(self, report: Preflight, frames: int, size: int, crop: str) -> None:
+    def clips(self, report: Preflight, frames: int, size: tuple[int, int], crop: str) -> None:
         show_clips(report, frames, size, crop)
 
     def note(self, message: str) -> None:
@@ -188,9 +188,10 @@ class TerminalReporter:
 # -- tables (stderr) -------------------------------------------------------------------------------------
 
 
-def show_clips(report: Preflight, frames: int, size: int, crop: str) -> None:
+def show_clips(report: Preflight, frames: int, size: tuple[int, int], crop: str) -> None:
     """The clips as training will use them, then the warnings about them."""
-    table = Table(title=f"Clips: {frames} frames each, {size}x{size} ({crop})", title_justify="left")
+    width, height = size
+    table = Table(title=f"Clips: {frames} frames each, {width}x{height} ({crop})", title_justify="left")
     for column in ("clip", "duration", "fps", "resolution", "frames", "used", "sampling", "motion"):
         table.add_column(column, justify="left" if column in ("clip", "sampling") else "right")
     for clip in report.clips:
@@ -262,7 +263,7 @@ def _facts(manifest: ActionManifest) -> Table:
     facts = Table(show_header=False, box=None)
     keys = ("prompt", "preset", "frames", "size", "fps", "crop", "steps", "rank", "seed", "train_seconds")
     for key in keys:
-        value = getattr(manifest, key)
+        value = "{}x{}".format(*manifest.frame_size) if key == "size" else getattr(manifest, key)
         facts.add_row(key, "—" if value is None else escape(str(value)))
     facts.add_row("base hash", manifest.base_hash[:16])
     facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))

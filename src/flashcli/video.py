@@ -341,12 +341,17 @@ def _count_packets(path: Path) -> int | None:
 
 
 FitFrame = Callable[[np.ndarray], np.ndarray]
+# Which frames to keep, given the clip's frame count and fps.
+Pick = Callable[[int, float], np.ndarray]
+# A frame size: N (square) or (width, height).
+FrameSize = int | tuple[int, int]
 
 
 def _decode_sampled(
-    path: Path, wanted: Container[int], fit: FitFrame
+    path: Path, wanted: Container[int] | Callable[[dict[str, Any]], Container[int]], fit: FitFrame
 ) -> tuple[dict[int, np.ndarray], int, dict[str, Any]]:
-    """Stream a video through ffmpeg, fitting and keeping only the frames whose index is in `wanted`.
+    """Stream a video through ffmpeg, fitting and keeping only the frames whose index is in `wanted`
+    (or in what `wanted` answers for ffmpeg's header, when the choice needs the clip's fps).
 
     Returns the kept frames by index, how many frames decoded, and ffmpeg's header (size, fps, duration)."""
     import imageio_ffmpeg
@@ -357,6 +362,8 @@ def _decode_sampled(
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         width, height = meta["size"]
+        if callable(wanted):
+            wanted = wanted(meta)
         for index, buffer in enumerate(reader):
             if index in wanted:
                 kept[index] = fit(np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3))
@@ -376,15 +383,20 @@ def _refuse_truncated(path: Path, meta: dict[str, Any], decoded: int, fps: float
         )
 
 
-def _sample_video(path: Path, count: int, fit: FitFrame) -> SampledClip:
+def _header_fps(meta: dict[str, Any]) -> float:
+    return float(meta.get("fps") or 0.0) or FRAME_FOLDER_FPS
+
+
+def _sample_video(path: Path, pick: Pick, fit: FitFrame) -> SampledClip:
     total = _count_packets(path)
-    wanted = {int(i) for i in sample_indices(total, count)} if total else set()
-    kept, decoded, meta = _decode_sampled(path, wanted, fit)
+    kept, decoded, meta = _decode_sampled(
+        path, lambda meta: {int(i) for i in pick(total, _header_fps(meta))} if total else set(), fit
+    )
     if decoded == 0:
         raise UserError(f"Video '{path}' has no frames; re-export it or remove it from the clips.")
-    fps = float(meta.get("fps") or 0.0) or FRAME_FOLDER_FPS
+    fps = _header_fps(meta)
     _refuse_truncated(path, meta, decoded, fps)
-    indices = sample_indices(decoded, count)
+    indices = pick(decoded, fps)
     if decoded != total:  # the packet count was off or unknown: read again, now knowing the true count
         kept, again, meta = _decode_sampled(path, {int(i) for i in indices}, fit)
         if again != decoded:
@@ -405,13 +417,13 @@ def _gif_fps(durations: list[float]) -> float:
     return 1000.0 / mean_ms
 
 
-def _sample_gif(path: Path, count: int, fit: FitFrame) -> SampledClip:
+def _sample_gif(path: Path, pick: Pick, fit: FitFrame) -> SampledClip:
     """Two passes over the GIF (count, then keep the sampled frames) so only those are ever held."""
     try:
         durations = _gif_durations(path)
         if not durations:
             raise UserError(f"GIF '{path}' has no frames; re-export it or remove it from the clips.")
-        indices = sample_indices(len(durations), count)
+        indices = pick(len(durations), _gif_fps(durations))
         wanted = set(indices)
         kept: dict[int, np.ndarray] = {}
         with Image.open(path) as image:
@@ -434,19 +446,22 @@ def _frame_size(files: list[Path], folder: Path) -> tuple[int, int]:
     return sizes.pop()
 
 
-def _sample_frame_folder(path: Path, count: int, fit: FitFrame) -> SampledClip:
+def _sample_frame_folder(path: Path, pick: Pick, fit: FitFrame) -> SampledClip:
     files = _frame_files(path)
     if not files:
         raise UserError(f"Folder '{path}' has no frame images; it needs numbered PNG/JPEG frames.")
     width, height = _frame_size(files, path)
-    indices = sample_indices(len(files), count)
+    indices = pick(len(files), FRAME_FOLDER_FPS)
     kept = {index: fit(read_image(files[index])) for index in set(indices)}
     frames = np.stack([kept[i] for i in indices])
     return SampledClip(path, frames, len(files), FRAME_FOLDER_FPS, width, height)
 
 
-def sample_clip(path: Path, count: int, size: int, crop: CropMode = "center") -> SampledClip:
-    """Read the `count` frames `sample_indices` picks from a clip, each fitted to `size` as it is decoded.
+def sample_clip(
+    path: Path, count: int, size: FrameSize, crop: CropMode = "center", fps: float | None = None
+) -> SampledClip:
+    """Read the `count` frames `sample_indices` picks from a clip (`sample_at_fps` when `fps` is given:
+    the base's frame rate), each fitted to `size` as it is decoded.
 
     The same frames `read_clip` + `sample_indices` + `fit_frames` would give, without ever holding
     the whole clip: memory stays flat however long or large the clip is."""
@@ -454,13 +469,20 @@ def sample_clip(path: Path, count: int, size: int, crop: CropMode = "center") ->
     def fit(frame: np.ndarray) -> np.ndarray:
         return fit_image(frame, size, crop)
 
+    def pick(frame_count: int, clip_fps: float) -> np.ndarray:
+        return (
+            sample_indices(frame_count, count)
+            if fps is None
+            else sample_at_fps(frame_count, count, clip_fps, fps)
+        )
+
     info = _stat_input(path, "Clip", "check the path")
     if stat.S_ISDIR(info.st_mode):
-        return _sample_frame_folder(path, count, fit)
+        return _sample_frame_folder(path, pick, fit)
     _explicit_video(path, info)
     if path.suffix.lower() == ".gif":
-        return _sample_gif(path, count, fit)
-    return _sample_video(path, count, fit)
+        return _sample_gif(path, pick, fit)
+    return _sample_video(path, pick, fit)
 
 
 class _EveryIndex:
@@ -634,8 +656,33 @@ def sample_indices(frame_count: int, count: int) -> np.ndarray:
     return np.rint(np.linspace(0, frame_count - 1, count)).astype(np.int64)
 
 
-def describe_sampling(frame_count: int, count: int) -> str:
-    """Human words for how `sample_indices` picks frames, shown in the preflight table."""
+def time_span_fits(frame_count: int, count: int, clip_fps: float, fps: float) -> bool:
+    """Whether `count` frames at `fps` last no longer than the clip (so none has to be slowed down)."""
+    return (count - 1) * clip_fps / fps <= frame_count - 1 + 1e-6
+
+
+def sample_at_fps(frame_count: int, count: int, clip_fps: float, fps: float) -> np.ndarray:
+    """Indices of `count` frames `1/fps` seconds apart (the base's frame rate), from the middle of the clip,
+    so motion plays at its real speed; a clip shorter than that span is spread first to last instead
+    (slowed down; `describe_sampling` says by how much)."""
+    if not time_span_fits(frame_count, count, clip_fps, fps):
+        return sample_indices(frame_count, count)
+    step = clip_fps / fps
+    start = ((frame_count - 1) - (count - 1) * step) / 2
+    return np.clip(np.rint(start + step * np.arange(count)), 0, frame_count - 1).astype(np.int64)
+
+
+def describe_sampling(
+    frame_count: int, count: int, clip_fps: float | None = None, fps: float | None = None
+) -> str:
+    """Human words for how `sample_indices` (or `sample_at_fps`, when `fps` is given) picks frames, shown
+    in the preflight table: a retime names the base's fps and the clip's speed."""
+    if fps is not None and clip_fps:
+        if time_span_fits(frame_count, count, clip_fps, fps):
+            seconds = (count - 1) / fps
+            return f"at {fps:g} fps: {seconds:.2f} s of {(frame_count - 1) / clip_fps:.2f} s, real speed"
+        speed = ((frame_count - 1) / clip_fps) / ((count - 1) / fps)
+        return f"at {fps:g} fps: whole clip, slowed to x{speed:.2f}"
     if frame_count == count:
         return "every frame"
     if frame_count < count:
@@ -644,32 +691,39 @@ def describe_sampling(frame_count: int, count: int) -> str:
     return f"evenly, every ~{stride:.1f}"
 
 
-def fit_frames(frames: np.ndarray, size: int, crop: CropMode = "center") -> np.ndarray:
-    """Make frames `size` x `size`: centre-crop the long side, pad it with black, or stretch."""
+def fit_frames(frames: np.ndarray, size: FrameSize, crop: CropMode = "center") -> np.ndarray:
+    """Make frames `size` (N: N x N, or (width, height)): centre-crop, pad with black, or stretch."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (F, H, W, 3) frames, got {frames.shape}")
     return np.stack([fit_image(frame, size, crop) for frame in frames])
 
 
-def fit_image(image: np.ndarray, size: int, crop: CropMode = "center") -> np.ndarray:
-    """Resize one RGB image to `size` x `size` with the chosen crop mode."""
+def width_height(size: FrameSize) -> tuple[int, int]:
+    """(width, height) of a frame size given as N (square) or (width, height)."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def fit_image(image: np.ndarray, size: FrameSize, crop: CropMode = "center") -> np.ndarray:
+    """Resize one RGB image to `size` (N: N x N, or (width, height)) with the chosen crop mode: centre
+    fills the frame and crops what overflows, pad fits it whole on black, stretch ignores the aspect."""
+    out_w, out_h = width_height(size)
     height, width = image.shape[:2]
     pil = Image.fromarray(image)
     if crop == "stretch":
-        return np.array(pil.resize((size, size), Image.Resampling.BICUBIC))
+        return np.array(pil.resize((out_w, out_h), Image.Resampling.BICUBIC))
     if crop == "center":
-        scale = size / min(height, width)
+        scale = max(out_w / width, out_h / height)
     elif crop == "pad":
-        scale = size / max(height, width)
+        scale = min(out_w / width, out_h / height)
     else:
         raise ValueError(f"unknown crop mode {crop!r}; use center, pad or stretch")
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0))
-    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
     if crop == "center":
-        top, left = (new_h - size) // 2, (new_w - size) // 2
-        return resized[top : top + size, left : left + size].copy()
-    top, left = (size - new_h) // 2, (size - new_w) // 2
+        top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+        return resized[top : top + out_h, left : left + out_w].copy()
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = resized
     return canvas
 

@@ -26,6 +26,25 @@ def build_tiny_base(folder: Path, *, seed: int, base_id: str) -> Path:
     return save_base(folder, transformer, vae, null_text, meta)
 
 
+def base_with_ded(base: Path, folder: Path) -> Path:
+    """A copy of `base` at `folder` with a random Detail Enhancement Decoder."""
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from flashcli.core.ded import DetailEnhancedDecoder
+
+    shutil.copytree(base, folder)
+    ded = DetailEnhancedDecoder(AutoencoderKLWan.from_pretrained(folder / "vae"))
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained DED stand-in: non-zero outputs, so it changes what it decodes
+        for parameter in ded.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    ded.save(folder / "ded")
+    return folder
+
+
 def sliding_square(seed: int, frames: int = 12, height: int = 40, width: int = 48) -> np.ndarray:
     """A coloured square crossing a plain background; not square frames, so fitting is exercised."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import Workspace
+from cli_helpers import Workspace, base_with_ded
 from typer.testing import CliRunner
 
 from flashcli.cli import app
@@ -25,22 +25,6 @@ class Tuned:
     # 'tuned' (--ded-steps 2) and 'untuned' ('tuned' with its DED file and record removed)
 
 
-def _base_with_ded(workspace: Workspace, folder: Path) -> Path:
-    import torch
-    from diffusers import AutoencoderKLWan
-
-    from flashcli.core.ded import DetailEnhancedDecoder
-
-    shutil.copytree(workspace.base, folder)
-    ded = DetailEnhancedDecoder(AutoencoderKLWan.from_pretrained(folder / "vae"))
-    torch.manual_seed(0)
-    with torch.no_grad():  # a trained DED stand-in: non-zero outputs, so it changes what it decodes
-        for parameter in ded.parameters():
-            parameter.add_(0.5 * torch.randn_like(parameter))
-    ded.save(folder / "ded")
-    return folder
-
-
 # Every test here shares one learn with DED fine-tuning (about 35 s), so the module is slow.
 pytestmark = pytest.mark.slow
 
@@ -48,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tuned(workspace: Workspace, runner: CliRunner, tmp_path_factory: pytest.TempPathFactory) -> Tuned:
     root = tmp_path_factory.mktemp("ded-finetune")
-    base = _base_with_ded(workspace, root / "base")
+    base = base_with_ded(workspace.base, root / "base")
     library = root / "library"
     shutil.copytree(workspace.library, library)
     preset = root / "ded.toml"  # the test preset, with a DED learning rate that shows in 2 steps
@@ -120,11 +104,11 @@ def test_animate_decodes_with_the_actions_ded_and_no_ded_ignores_it(
     assert np.array_equal(own[0], base[0])  # frame 0 is the photo either way
     assert own_sidecar["decoder"]["ded"] == "action 'tuned'"
     assert own_sidecar["decoder"]["sha256"] == file_hash(tuned.library / "tuned" / DED_FILE)
-    assert base_sidecar["decoder"] == {"ded": "base"}
+    assert base_sidecar["decoder"] == {"ded": "base", "chosen_by": "default"}
 
     off, off_sidecar = _animate(runner, tuned, photo, tmp_path / "off.png", "--action", "tuned", "--no-ded")
     plain, _ = _animate(runner, tuned, photo, tmp_path / "plain.png", "--action", "untuned", "--no-ded")
-    assert np.array_equal(off, plain) and off_sidecar["decoder"] == {"ded": "none"}
+    assert np.array_equal(off, plain) and off_sidecar["decoder"] == {"ded": "none", "chosen_by": "--no-ded"}
 
 
 @pytest.mark.slow
@@ -137,7 +121,7 @@ def test_combined_actions_use_the_base_ded_and_say_so(
     assert result.exit_code == 0, result.output
     assert "the base's Detail Enhancement Decoder decodes the video" in result.stderr
     assert "'tuned'" in result.stderr
-    assert json.loads(out.with_name(out.name + ".json").read_text())["decoder"] == {"ded": "base"}
+    assert json.loads(out.with_name(out.name + ".json").read_text())["decoder"]["ded"] == "base"
 
 
 def test_a_tuned_ded_from_another_vae_is_refused(

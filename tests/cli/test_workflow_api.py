@@ -32,7 +32,7 @@ class Recorder:
     def sample_step(self, step: int, total: int) -> None:
         self.events.append(("sample_step", step))
 
-    def clips(self, report: Any, frames: int, size: int, crop: str) -> None:
+    def clips(self, report: Any, frames: int, size: tuple[int, int], crop: str) -> None:
         self.events.append(("clips", (len(report.clips), frames, size, crop)))
 
     def note(self, message: str) -> None:
@@ -54,7 +54,7 @@ def test_learn_and_animate_workflows_report_and_print_nothing(
     request = LearnRequest([workspace.clips], "fresh", str(workspace.preset), flags, library=library)
     learned = learn(request, recorder)
     assert capsys.readouterr() == ("", "")
-    assert recorder.told("clips") == [(3, 5, 32, "center")]  # the base's frames and size: none chosen
+    assert recorder.told("clips") == [(3, 5, (32, 32), "center")]  # the base's frames and size: none chosen
     assert recorder.told("steps") == ["learn", "preview"]
     assert set(recorder.told("train_step")) == {"encode", "train"}
     assert recorder.told("saved") == [f"action 'fresh' ({library / 'fresh'})"]

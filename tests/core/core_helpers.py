@@ -76,6 +76,10 @@ def make_diffusers_wan_folder(folder: Path, seed: int = 5) -> Path:
     _tiny_tokenizer().save_pretrained(folder / "tokenizer")
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"flow_shift": 5.0}))
-    index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}
+    index = {
+        "_class_name": "WanPipeline",
+        "expand_timesteps": True,  # first-frame conditioning: the TI2V pipelines flash drives
+        "transformer": ["diffusers", "WanTransformer3DModel"],
+    }
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder

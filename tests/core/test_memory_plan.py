@@ -114,3 +114,31 @@ def test_vae_tiling_bounds_the_decoders_working_set() -> None:
     untiled = mp.RunSettings(frames=81, height=704, width=1280)
     tiled = mp.RunSettings(frames=81, height=704, width=1280, vae_tiling=True)
     assert mp.vae_peak_bytes(configs, tiled, "decode") < mp.vae_peak_bytes(configs, untiled, "decode") / 4
+
+
+def test_the_preflight_sentence_gives_the_peak_and_what_to_change_when_it_does_not_fit() -> None:
+    """What `flash learn` says on a CUDA device before loading weights (on CPU it says nothing): the plan
+    for the run's own settings, from the base's configs."""
+    from flashcli.config import resolve_learn
+    from flashcli.workflows.plan import BaseShape, memory_note, plan_learn
+
+    shape = BaseShape("Wan2.2-TI2V-5B-Diffusers", 4, 32, 121, (1280, 704), 24.0, 24.0, True)
+    name, config, table = resolve_learn("low-vram", {})
+    settings = plan_learn(name, config, table, shape, {}).train
+    run = mp.learn_run(settings)
+    assert (run.frames, run.width, run.height, run.gradient_checkpointing, run.text_encoder) == (
+        49,
+        832,
+        480,
+        True,
+        "freed",
+    )
+    plan = mp.plan_learn(mp.BaseConfigs.wan22_ti2v_5b(), run, copies=settings.augment_copies)
+    fits = mp.describe_plan(plan, 80 * mp.GIB)
+    assert fits.startswith("Planned peak GPU memory of `flash learn` at 49 frames of 832x480, with gradient")
+    assert f"{plan.peak / mp.GIB:.1f} GiB ({plan.peak_phase})" in fits and fits.endswith(
+        "this GPU has 80.0 GiB."
+    )
+    too_big = mp.describe_plan(plan, 16 * mp.GIB)
+    assert "more than this GPU's 16.0 GiB" in too_big and "--preset low-vram" in too_big
+    assert memory_note("tiny", "cpu", settings) is None  # CPU: no card to fill, nothing printed

@@ -701,3 +701,45 @@ def sampling_call_bytes(spec: Any, latents: torch.Tensor, *, guidance: bool, pre
     autocast = torch.autocast(spec.device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
     with torch.no_grad(), autocast:
         return peak_tensor_bytes(lambda: velocity(latents, 0.5))
+
+
+# ----- what the preflight says --------------------------------------------------------------------
+
+
+def learn_run(settings: Any, precision: Precision = "bf16") -> RunSettings:
+    """The RunSettings of a `flash learn` run with these TrainSettings, as the CLI runs it: the text
+    encoder freed once the prompts are encoded (`WanSpec.release_text_encoder`), the VAE whole."""
+    width, height = settings.frame_size
+    align = settings.align
+    return RunSettings(
+        frames=settings.frames,
+        height=height,
+        width=width,
+        rank=settings.rank,
+        targets=tuple(settings.targets),
+        gradient_checkpointing=bool(settings.gradient_checkpointing),
+        precision=precision,
+        text_encoder="freed",
+        passes=2 if align.strong_augment else 1,
+        correspondence_blocks=4 if align.correspondence_align else 0,
+    )
+
+
+def describe_plan(plan: MemoryPlan, capacity_bytes: int | None) -> str:
+    """One sentence for the preflight: the planned peak, its phase, and whether it fits the card; when it
+    does not, what to change (the same advice as an out-of-memory error)."""
+    run = plan.run
+    checkpointing = "with" if run.gradient_checkpointing else "without"
+    head = (
+        f"Planned peak GPU memory of `flash {plan.command}` at {run.frames} frames of "
+        f"{run.width}x{run.height}, {checkpointing} gradient checkpointing: {plan.peak / GIB:.1f} GiB "
+        f"({plan.peak_phase}), {plan.needs() / GIB:.1f} GiB with the allocator's reserve"
+    )
+    if capacity_bytes is None:
+        return head + "."
+    if plan.fits(capacity_bytes):
+        return f"{head}; this GPU has {capacity_bytes / GIB:.1f} GiB."
+    return (
+        f"{head}, more than this GPU's {capacity_bytes / GIB:.1f} GiB: it will likely run out of memory; "
+        "try a smaller --size, fewer --frames, --preset low-vram or --gradient-checkpointing."
+    )

@@ -44,6 +44,8 @@ class AlignSettings(BaseModel):
     strong_augment: bool = True
     motion_align: bool = True
     correspondence_align: bool = True
+    # Trains nothing: `flash animate` decodes the action with the DED by default (False: the plain
+    # decoder); the manifest records it as the action's `decoder`.
     detail_enhance: bool = True
     motion_blocks: list[int] | None = Field(
         default=None, description="denoiser blocks; None = the base's default"
@@ -101,7 +103,8 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frames: int = Field(description="frames per clip, as fitted to the base (4k+1 on Wan)")
-    size: int = Field(description="square frame size in pixels, as fitted to the base")
+    size: int = Field(description="frame height in pixels (and width, unless `width` is set), as fitted")
+    width: int | None = Field(default=None, ge=1, description="frame width in pixels; None = size (square)")
     steps: int = Field(default=300, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
     weight_decay: float = Field(default=1e-2, ge=0)
@@ -145,6 +148,11 @@ class TrainSettings(BaseModel):
         if not self.targets:
             raise ValueError("targets must name at least one attention projection")
         return self
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of every training frame."""
+        return (self.width or self.size, self.size)
 
     @property
     def lora_alpha(self) -> float:

@@ -194,6 +194,7 @@ def train_adapter(
             "align": settings.align.model_dump_json(),
             "frames": str(settings.frames),
             "size": str(settings.size),
+            "width": str(settings.frame_size[0]),
             "steps": str(settings.steps),
             "seed": str(settings.seed),
             "prompt": prompt or "",
@@ -322,8 +323,9 @@ def _check_inputs(
 ) -> None:
     if not clips:
         raise ValueError("training needs at least one clip")
-    spec.check_video_shape(settings.frames, settings.size, settings.size)
-    expected = (settings.frames, settings.size, settings.size, 3)
+    width, height = settings.frame_size
+    spec.check_video_shape(settings.frames, height, width)
+    expected = (settings.frames, height, width, 3)
     for index, clip in enumerate(clips):
         if clip.dtype != np.uint8 or clip.shape != expected:
             raise ValueError(f"clip {index} must be uint8 of shape {expected}, got {clip.dtype} {clip.shape}")

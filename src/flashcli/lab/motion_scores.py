@@ -51,7 +51,6 @@ def score_video(
         "moving_error": metrics.mean_joint_error(generated, true, scale, moving)
         if moving.any()
         else math.nan,
-        "frame0_exact": float(metrics.first_frame_psnr(video, photo) == math.inf),
         "frame1_psnr": metrics.frame1_psnr(video, photo),
         "jump": metrics.transition_jump(video),
         "roughness": metrics.temporal_roughness(video),
@@ -66,7 +65,6 @@ SCORES = (
     "moving_error",
     "pck10",
     "nearest_action",
-    "frame0_exact",
     "frame1_psnr",
     "jump",
     "roughness",

@@ -18,6 +18,7 @@ from flashcli.workflows.report import QUIET, Reporter
 if TYPE_CHECKING:
     import numpy as np
 
+    from flashcli.config import AnimateConfig
     from flashcli.core.ded import DetailEnhancedDecoder
     from flashcli.core.specs.wan import WanSpec
     from flashcli.library import ActionManifest, Library
@@ -65,6 +66,7 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
     first = manifests[0] if manifests else None
     flags = _flags(request)
     preset, config = resolve_animate(request.preset, flags, first.animate_defaults if first else None)
+    config, decoder_source = decoder_default(config, request.flags.get("use_ded"), first)
     outputs = plan_outputs(
         request.photos, [ref.label for ref in refs], request.output, request.out_dir, config.format
     )
@@ -83,6 +85,7 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
     plan = plan or plan_animate(preset, config, BaseShape.of(spec), first, prompt, flags)
     adapters = load_adapters(refs, spec)
     action_ded, decoder = choose_ded(refs, spec, use_ded=plan.sample.use_ded, reporter=reporter)
+    decoder = {**decoder, "chosen_by": decoder_source}
     results = []
     for photo, image, out in zip(request.photos, images, outputs, strict=True):
         video = animate_one(spec, image, adapters, plan, photo.name, action_ded, reporter)
@@ -97,6 +100,22 @@ def _flags(request: AnimateRequest) -> dict[str, Any]:
     if request.flags.get("use_ded") is not None:  # the flag overrides the table's use_ded
         flags["core"] = {"use_ded": request.flags["use_ded"]}
     return flags
+
+
+def decoder_default(
+    config: AnimateConfig, flag: bool | None, learned: ActionManifest | None
+) -> tuple[AnimateConfig, str]:
+    """Whether the DED decodes: --ded/--no-ded, else the [animate] table's use_ded, else how the first
+    action was learned (detail_enhance = false: the plain decoder), else the DED. Returns the config
+    with that choice and who made it, for the sidecar."""
+    if flag is not None:
+        return config, "--ded" if flag else "--no-ded"
+    if "use_ded" in config.core:
+        return config, "animate settings"
+    if learned is not None and learned.decoder == "plain":
+        plain = config.model_copy(update={"core": {**config.core, "use_ded": False}})
+        return plain, f"action '{learned.name}' (learned without detail enhancement)"
+    return config, "default"
 
 
 def parse_action(text: str, lib: Library) -> ActionRef:

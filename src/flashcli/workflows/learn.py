@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flashcli.errors import UserError
-from flashcli.workflows.plan import BaseShape, LearnPlan, base_shape, base_source, open_base, plan_learn
+from flashcli.workflows.plan import (
+    BaseShape,
+    LearnPlan,
+    base_shape,
+    base_source,
+    memory_note,
+    open_base,
+    plan_learn,
+)
 from flashcli.workflows.report import QUIET, Reporter
 
 if TYPE_CHECKING:
@@ -112,10 +120,12 @@ def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
         probe_clip(path)  # a broken clip fails in a second, not after the base has loaded
     still = read_image(request.preview_photo) if request.preview_photo is not None else None
 
+    if plan is not None and (memory := memory_note(config.base, config.device, plan.train)) is not None:
+        reporter.note(memory)  # before the weights load: a run that cannot fit is seen in seconds
     spec = open_base(config.base, config.device)
     plan = plan or plan_learn(preset, config, animate_table, BaseShape.of(spec), flags)
     check_ded_finetune(spec, plan.train, from_flag=flags.get("ded_steps") is not None)
-    report = run_preflight(clip_paths, plan.frames, plan.size, plan.config.crop)
+    report = run_preflight(clip_paths, plan.frames, plan.size, plan.config.crop, plan.retime_fps)
     reporter.clips(report, plan.frames, plan.size, plan.config.crop)
     return _train_and_save(lib, request, plan, spec, report, still, reporter)
 
@@ -144,6 +154,9 @@ def _train_and_save(
         check_resume(checkpoints, fingerprint, request.resume)
         checkpoints.mkdir(parents=True, exist_ok=True)
         write_text_atomic(checkpoints / "run.json", fingerprint)
+        # Every prompt the run needs (training, the preview and its negative) is encoded now; the text
+        # encoder's memory then goes to training.
+        spec.release_text_encoder([plan.config.prompt, plan.preview.negative_prompt])
         with reporter.steps("learn", plan.train.steps) as progress:
             weights = train_action(
                 spec,
@@ -254,13 +267,15 @@ def interrupts_held() -> Iterator[None]:
 # -- staging the action ---------------------------------------------------------------------------------
 
 
-def held_out_still(size: int, seed: int) -> tuple[np.ndarray, str]:
-    """A photo no training clip contains: frame 0 of a FigureWorld figure with an unseen appearance."""
+def held_out_still(size: tuple[int, int], seed: int) -> tuple[np.ndarray, str]:
+    """A photo no training clip contains: frame 0 of a FigureWorld figure with an unseen appearance,
+    rendered square at the longer side and centre-cropped to (width, height)."""
     from flashcli.figureworld import HELDOUT_ACTIONS, render_clip
+    from flashcli.video import fit_image
 
     action = HELDOUT_ACTIONS[0]
-    clip = render_clip(action, 10_000 + seed, size=size, frames=5, appearance="unseen")
-    return clip.frames[0], f"figureworld:{action}:seed={10_000 + seed}:appearance=unseen"
+    clip = render_clip(action, 10_000 + seed, size=max(size), frames=5, appearance="unseen")
+    return fit_image(clip.frames[0], size), f"figureworld:{action}:seed={10_000 + seed}:appearance=unseen"
 
 
 def stage_action(
@@ -285,15 +300,18 @@ def stage_action(
     save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
     ded_record, ded = stage_ded(folder, spec, weights.ded)
     if preview_still is None:
-        still, preview_source = held_out_still(settings.size, settings.seed)
+        still, preview_source = held_out_still(settings.frame_size, settings.seed)
     else:
-        still, preview_source = fit_image(preview_still, settings.size, plan.config.crop), "--preview-photo"
-    with reporter.steps("preview", plan.preview.steps) as progress:
+        still = fit_image(preview_still, settings.frame_size, plan.config.crop)
+        preview_source = "--preview-photo"
+    # The preview decodes as `animate` will by default: without detail enhancement, the plain decoder.
+    preview = plan.preview.model_copy(update={"use_ded": settings.align.detail_enhance})
+    with reporter.steps("preview", preview.steps) as progress:
         video = animate_photo(
             spec,
             still,
             [(result.adapter, result.metadata, 1.0)],
-            plan.preview,
+            preview,
             frames=settings.frames,
             progress=progress.sample_step,
             ded=ded,  # the preview shows the action as `animate` will: with its own DED
@@ -307,10 +325,12 @@ def stage_action(
         base=spec.base_id,
         base_source=base_source(plan.config.base),
         base_hash=spec.weight_hash,
+        base_defaults=spec.meta.get("pipeline"),
         preset=plan.preset,
         clips=report.records,
         frames=settings.frames,
         size=settings.size,
+        width=settings.width,
         fps=round(fps, 3),
         crop=plan.config.crop,
         seed=settings.seed,
@@ -323,6 +343,7 @@ def stage_action(
         animate_defaults=plan.animate_defaults,
         adapter_sha256=file_hash(folder / ADAPTER_FILE),
         ded=ded_record,
+        decoder="ded" if settings.align.detail_enhance else "plain",
         preview_source=preview_source,
         versions=versions(),
     )

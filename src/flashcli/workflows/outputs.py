@@ -115,7 +115,9 @@ def write_output(
         "base": {"id": spec.base_id, "source": source, "weight_hash": spec.weight_hash},
         "decoder": decoder,  # which Detail Enhancement Decoder decoded: none, the base's, or an action's
         "frames": int(video.shape[0]),
-        "size": int(video.shape[1]),
+        "size": int(video.shape[1]),  # the height (and width, when square), as before W x H sizes
+        "width": int(video.shape[2]),
+        "height": int(video.shape[1]),
         "fps": plan.fps,
         "format": fmt,
         "seed": plan.sample.seed,

@@ -7,8 +7,9 @@ one sentence per kind of mistake (out of range; not a shape the base takes, with
 fits). Everything else was checked by `flashcli.config` against the core's single rule per setting.
 
 The base's shape is read from its config files without loading it (`base_shape`), so a bad --frames
-fails in a second; a base whose files do not tell its defaults (a diffusers folder) is planned from
-the loaded base instead (`BaseShape.of`).
+fails in a second; a diffusers folder's defaults are its pipeline kind's (`flashcli.core.pipelines`:
+Wan 2.2 TI2V-5B runs 121 frames at 24 fps, 1280x704). A base whose files do not tell its defaults is
+planned from the loaded base instead (`BaseShape.of`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flashcli.config import AnimateConfig, LearnConfig
+from flashcli.core.pipelines import pipeline_kind
 from flashcli.core.settings import SampleSettings, TrainSettings
 from flashcli.errors import UserError
 
@@ -45,8 +47,14 @@ class BaseShape:
     frame_step: int  # frames = frame_step * k + 1
     size_multiple: int
     default_frames: int | None
-    default_size: int | None
+    default_size: int | tuple[int, int] | None  # N (square) or (width, height)
     default_fps: float | None = None
+    # The fps training clips are retimed to (a diffusers folder's); None: sampled first to last, as the
+    # small bases were pretrained.
+    retime_fps: float | None = None
+    # Gradient checkpointing unless a preset or flag says otherwise: on for real (diffusers) bases, whose
+    # activations dwarf their weights (81x480x832 on TI2V-5B: ~94 GiB without, ~27 GiB with).
+    checkpointing: bool = False
 
     @classmethod
     def of(cls, spec: WanSpec) -> BaseShape:
@@ -58,6 +66,8 @@ class BaseShape:
             spec.default_frames,
             spec.default_size,
             float(spec.fps),
+            float(spec.fps) if "pipeline" in spec.meta else None,
+            "pipeline" in spec.meta,
         )
 
     def supplies(self, *, frames: bool, size: bool, fps: bool = False) -> bool:
@@ -78,7 +88,8 @@ def _base_folder(source: str) -> Path:
 
 def base_shape(source: str) -> BaseShape | None:
     """What `source` ('tiny' or a base folder) accepts, from flash_base.json (or model_index.json) and
-    the vae/ and transformer/ configs; None when they do not say, and loading the base will tell."""
+        the vae/ and transformer/ configs; None when they do not say, and loading the base will tell. A
+    diffusers folder flash cannot drive (core.pipelines) is refused here, before any weight loads."""
     folder = _base_folder(source)
     try:
         vae = json.loads((folder / "vae" / "config.json").read_text())
@@ -92,9 +103,35 @@ def base_shape(source: str) -> BaseShape | None:
             return BaseShape(str(meta["base_id"]), frame_step, size_multiple, frames, size, fps)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-    if (folder / "model_index.json").is_file():  # a diffusers folder: its own defaults need the loader
-        return BaseShape(folder.name, frame_step, size_multiple, None, None)
+    if (folder / "model_index.json").is_file():  # a diffusers folder: its pipeline kind's defaults
+        try:
+            kind = pipeline_kind(folder)
+        except ValueError as error:
+            raise UserError(f"Cannot use base '{source}': {error}.") from None
+        return BaseShape(
+            folder.name, frame_step, size_multiple, kind.frames, kind.size, kind.fps, kind.fps, True
+        )
     return None
+
+
+def memory_note(source: str, device: str, train: TrainSettings) -> str | None:
+    """The planned peak GPU memory of this learn run (`flashcli.core.memory_plan`, from the base's configs,
+    no weights), said before the weights load; None off CUDA, where there is no card to fill."""
+    from flashcli.core.devices import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except ValueError:  # no such device: open_base says so in its own sentence
+        return None
+    if resolved.type != "cuda" or source == "tiny":
+        return None
+    import torch
+
+    from flashcli.core import memory_plan
+
+    configs = memory_plan.BaseConfigs.from_folder(_base_folder(source))
+    plan = memory_plan.plan_learn(configs, memory_plan.learn_run(train), copies=train.augment_copies)
+    return memory_plan.describe_plan(plan, torch.cuda.get_device_properties(resolved).total_memory)
 
 
 def open_base(source: str, device: str) -> WanSpec:
@@ -124,17 +161,18 @@ def nearest(value: int, step: int, offset: int) -> int:
 class _Chosen:
     """A frame count or size, and who chose it: its flag, else where it came from."""
 
-    value: int
+    value: Any  # frames: int; size: N, 'WxH' or (width, height)
     flag: str | None
     source: str
 
     def subject(self, noun: str) -> str:
-        return f"{self.flag} {self.value}" if self.flag else f"The {noun} {self.value} of {self.source}"
+        shown = format_size(self.value) if isinstance(self.value, tuple) else self.value
+        return f"{self.flag} {shown}" if self.flag else f"The {noun} {shown} of {self.source}"
 
 
 def _pick(
-    name: str, flags: Mapping[str, Any], candidates: list[tuple[int | float | None, str]]
-) -> tuple[int | float, str | None, str]:
+    name: str, flags: Mapping[str, Any], candidates: list[tuple[Any, str]]
+) -> tuple[Any, str | None, str]:
     """The first value that is set, with its flag (when the flag chose it) and where it came from."""
     value, source = next((value, source) for value, source in candidates if value is not None)
     flag = f"--{name}" if flags.get(name) is not None else None
@@ -157,26 +195,53 @@ def fit_frames(chosen: _Chosen, shape: BaseShape) -> int:
     return chosen.value
 
 
-def fit_size(chosen: _Chosen, shape: BaseShape) -> int:
+def parse_size(value: object, chosen_by: str) -> tuple[int, int]:
+    """(width, height) from N (square), 'N', 'WxH' or (width, height); `chosen_by` names the value and
+    who chose it ('--size 64by32'), for the message."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    text = str(value).strip().lower().replace("×", "x")
+    parts = text.split("x")
+    if 1 <= len(parts) <= 2 and all(part.strip().isdigit() for part in parts):
+        width, height = (int(part) for part in (parts * 2)[:2])
+        return width, height
+    raise UserError(
+        f"{chosen_by} is not a frame size; use WxH (width x height, e.g. 832x480) or N for N x N."
+    )
+
+
+def format_size(size: tuple[int, int]) -> str:
+    """'832x480' for (832, 480); a square as its side, '64', so square sizes read as they always did."""
+    width, height = size
+    return str(width) if width == height else f"{width}x{height}"
+
+
+def fit_size(chosen: _Chosen, shape: BaseShape) -> tuple[int, int]:
+    """The chosen (width, height), each side checked against the base: in range, a multiple of its step."""
     multiple = shape.size_multiple
     low, high = multiple * math.ceil(MIN_SIZE / multiple), multiple * (MAX_SIZE // multiple)
-    if not low <= chosen.value <= high:
+    subject = chosen.subject("size")
+    width, height = parse_size(chosen.value, subject)
+    if not (low <= width <= high and low <= height <= high):
         raise UserError(
-            f"{chosen.subject('size')} is not allowed; use a multiple of {multiple} from {low} to {high} "
+            f"{subject} is not allowed; use a multiple of {multiple} from {low} to {high} "
             f"for base '{shape.base_id}'."
         )
-    if chosen.value % multiple:
+    if width % multiple or height % multiple:
+        fitted = format_size((nearest(width, multiple, 0), nearest(height, multiple, 0)))
         raise UserError(
-            f"{chosen.subject('size')} does not fit base '{shape.base_id}', which takes multiples of "
-            f"{multiple}; use --size {nearest(chosen.value, multiple, 0)}, the nearest that fits."
+            f"{subject} does not fit base '{shape.base_id}', which takes multiples of {multiple}; "
+            f"use --size {fitted}, the nearest that fits."
         )
-    return chosen.value
+    return width, height
 
 
 def _fit(
     shape: BaseShape, flags: Mapping[str, Any], frames: list[tuple[Any, str]], size: list[tuple[Any, str]]
-) -> tuple[int, int]:
-    """Frames and size from the first of their candidates that is set (the base's last), fitted."""
+) -> tuple[int, tuple[int, int]]:
+    """Frames and (width, height) from the first of their candidates that is set (the base's last)."""
     base = f"base '{shape.base_id}'"
     frame_count = _Chosen(*_pick("frames", flags, [*frames, (shape.default_frames, base)]))
     frame_size = _Chosen(*_pick("size", flags, [*size, (shape.default_size, base)]))
@@ -195,14 +260,16 @@ class LearnPlan:
     train: TrainSettings  # complete, frames and size fitted to the base
     preview: SampleSettings  # how the preview GIF is sampled
     animate_defaults: dict[str, Any]  # the preset's [animate] table, kept with the action
+    retime_fps: float | None = None  # clips sampled at this fps (the base's); None: first to last
 
     @property
     def frames(self) -> int:
         return self.train.frames
 
     @property
-    def size(self) -> int:
-        return self.train.size
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every frame."""
+        return self.train.frame_size
 
 
 def plan_learn(
@@ -214,10 +281,12 @@ def plan_learn(
 ) -> LearnPlan:
     """The learn settings for this base: `config` (from `resolve_learn`) with frames and size fitted."""
     origin = f"preset '{preset}'"
-    frames, size = _fit(shape, flags, [(config.frames, origin)], [(config.size, origin)])
-    train = config.train_settings(frames, size)
+    frames, (width, height) = _fit(shape, flags, [(config.frames, origin)], [(config.size, origin)])
+    if config.gradient_checkpointing is None and "gradient_checkpointing" not in config.core:
+        config = config.model_copy(update={"gradient_checkpointing": shape.checkpointing})
+    train = config.train_settings(frames, width, height)
     preview = SampleSettings(steps=config.preview_steps, seed=train.seed, prompt=config.prompt)
-    return LearnPlan(preset, config, train, preview, animate_table)
+    return LearnPlan(preset, config, train, preview, animate_table, shape.retime_fps)
 
 
 @dataclass(frozen=True)
@@ -228,7 +297,7 @@ class AnimatePlan:
     config: AnimateConfig  # as chosen, with frames, size, fps, steps and seed filled in
     sample: SampleSettings
     frames: int
-    size: int
+    size: tuple[int, int]  # (width, height)
     fps: float
 
 
@@ -244,7 +313,7 @@ def plan_animate(
     action was learned with (`learned`), then the base's defaults."""
     table = f"preset '{preset}'" if learned is None or preset != "as learned" else f"action '{learned.name}'"
     action = f"action '{learned.name}'" if learned is not None else table
-    as_learned = (None, None, None) if learned is None else (learned.frames, learned.size, learned.fps)
+    as_learned = (None, None, None) if learned is None else (learned.frames, learned.frame_size, learned.fps)
     frames, size = _fit(
         shape,
         flags,
@@ -256,6 +325,12 @@ def plan_animate(
     )
     sample = config.sample_settings(prompt)
     filled = config.model_copy(
-        update={"frames": frames, "size": size, "fps": fps, "steps": sample.steps, "seed": sample.seed}
+        update={
+            "frames": frames,
+            "size": format_size(size),
+            "fps": fps,
+            "steps": sample.steps,
+            "seed": sample.seed,
+        }
     )
     return AnimatePlan(preset, filled, sample, frames, size, fps)

@@ -28,7 +28,7 @@ class Reporter(Protocol):
         """A phase of `total` steps called `title` ('learn', 'preview', 'animate photo.png')."""
         ...
 
-    def clips(self, report: Preflight, frames: int, size: int, crop: str) -> None:
+    def clips(self, report: Preflight, frames: int, size: tuple[int, int], crop: str) -> None:
         """The clips as they will be used, with the warnings about them, before training starts."""
         ...
 
@@ -55,7 +55,7 @@ class Quiet:
     def steps(self, title: str, total: int) -> AbstractContextManager[Steps]:
         return contextlib.nullcontext(_NoSteps())
 
-    def clips(self, report: Preflight, frames: int, size: int, crop: str) -> None:
+    def clips(self, report: Preflight, frames: int, size: tuple[int, int], crop: str) -> None:
         pass
 
     def note(self, message: str) -> None:

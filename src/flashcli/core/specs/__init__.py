@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from flashcli.core.pipelines import pipeline_kind
 from flashcli.core.specs.wan import BASE_META_DEFAULTS, WanSpec, hash_weight_files, read_base_meta
 from flashcli.files import atomic_folder
 
@@ -118,21 +119,24 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
 def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> WanSpec:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    index = json.loads((folder / "model_index.json").read_text())
-    if index.get("transformer_2") and index["transformer_2"][0] is not None:
-        raise ValueError(
-            f"{folder} is a two-expert Wan 2.2 A14B checkpoint; flash supports single-transformer TI2V bases"
-        )
     for part in ("transformer", "vae", "text_encoder", "tokenizer"):
         if not (folder / part).is_dir():
             raise FileNotFoundError(f"diffusers folder {folder} has no {part}/ subfolder")
+    kind = pipeline_kind(folder)  # a folder flash cannot drive is refused before any weight loads
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
     vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     text_encoder, tokenizer = _load_umt5(folder, dtype)
     base_id = folder.name
     if folder.parent.name == "snapshots":  # a Hugging Face cache entry: name it by its hub id
         base_id = folder.parent.parent.name.removeprefix("models--").replace("--", "/")
-    meta: dict[str, Any] = {"base_id": base_id, "text_mode": "umt5", "frames": 81, "size": 480, "fps": 16}
+    meta: dict[str, Any] = {
+        "base_id": base_id,
+        "text_mode": "umt5",
+        "frames": kind.frames,
+        "size": list(kind.size),  # (width, height)
+        "fps": kind.fps,
+        "pipeline": kind.defaults(),
+    }
     scheduler_config = folder / "scheduler" / "scheduler_config.json"
     if scheduler_config.is_file():
         shift = json.loads(scheduler_config.read_text()).get("flow_shift")

@@ -121,6 +121,7 @@ class WanSpec:
         }
         self._weight_hash = weight_hash
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_released = False  # the encoder is gone; only the cached prompts can be encoded
 
     # ----- what the CLI and bench read -------------------------------------------------------------
 
@@ -169,8 +170,10 @@ class WanSpec:
         return int(self.meta["frames"])
 
     @property
-    def default_size(self) -> int:
-        return int(self.meta["size"])
+    def default_size(self) -> int | tuple[int, int]:
+        """N (square) or (width, height): a diffusers folder's pipeline kind is not square."""
+        size = self.meta["size"]
+        return int(size) if isinstance(size, (int, float, str)) else (int(size[0]), int(size[1]))
 
     @property
     def fps(self) -> int:
@@ -188,7 +191,18 @@ class WanSpec:
 
     @property
     def has_text(self) -> bool:
-        return self.text_encoder is not None
+        return self.text_encoder is not None or self._text_released
+
+    def release_text_encoder(self, prompts: list[str | None]) -> None:
+        """Encode `prompts` once, then drop the text encoder (UMT5-XXL: 10.6 GiB in bf16) so training
+        has its memory; `encode_text` answers these prompts from the cache from now on."""
+        if self.text_encoder is None:
+            return
+        for prompt in prompts:
+            self.encode_text(prompt)
+        self.text_encoder, self._text_released = None, True
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @property
     def num_blocks(self) -> int:
@@ -304,6 +318,8 @@ class WanSpec:
             return self.null_text.unsqueeze(0)
         key = prompt or ""
         if key not in self._text_cache:
+            if self._text_released:
+                raise RuntimeError(f"the text encoder was released before {key!r} was encoded")
             self._text_cache[key] = self._encode_umt5(key)
         return self._text_cache[key]
 
