@@ -9,8 +9,10 @@ from pathlib import Path
 import base_prior  # bench/base_prior.py: bench/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
+
 def test_a_smoke_run_scores_the_truth_best_and_the_still_photo_as_no_motion(tmp_path: Path) -> None:
     out = tmp_path / "prior"
     args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "2", "--out", str(out), "--etas", "0.5"]
@@ -36,7 +38,6 @@ def test_stream_photos_are_the_pretraining_streams_own_clips_of_each_action() ->
     assert seeds["squat"][0] == min(i for i in range(200) if clip_action(i, 0) == "squat")
 
 
-@pytest.mark.slow
 def test_clips_from_rest_are_named_in_the_report(tmp_path) -> None:
     out = tmp_path / "rest"
     args = ["--quick", "--photos", "1", "--frames", "5", "--steps", "1", "--samplers", "euler"]

@@ -9,6 +9,9 @@ import finetune_reach  # bench/finetune_reach.py: bench/ is on pytest's pythonpa
 import numpy as np
 import pytest
 
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
+
 
 def test_mirrored_and_shifted_copies_are_the_clip_moved_sideways_or_mirrored() -> None:
     video = np.random.default_rng(0).integers(0, 256, (3, 8, 32, 3), dtype=np.uint8)
@@ -21,7 +24,6 @@ def test_mirrored_and_shifted_copies_are_the_clip_moved_sideways_or_mirrored() -
     assert len({c.tobytes() for c in copies}) == 10
 
 
-@pytest.mark.slow
 def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--action", "lunge", "--phase", "0", "--clips", "2", "--frames", "5", "--steps", "2"]
     args += ["--sample-steps", "2", "--threads", "1", "--picture", str(tmp_path / "sheet.png")]
@@ -32,7 +34,6 @@ def test_a_smoke_run_reports_each_photo_group(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "sheet.png").is_file()
 
 
-@pytest.mark.slow
 def test_save_writes_a_loadable_base_with_the_fitted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

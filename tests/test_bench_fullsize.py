@@ -9,6 +9,9 @@ import fullsize_speed as fullsize  # bench/ is on pytest's pythonpath (pyproject
 import pytest
 import torch
 
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
+
 CPU = torch.device("cpu")
 
 
@@ -30,7 +33,6 @@ def test_flops_extrapolated_from_one_and_two_blocks_equal_a_direct_count() -> No
     assert extrapolated == pytest.approx(direct, rel=1e-6)
 
 
-@pytest.mark.slow
 def test_a_smoke_run_times_each_variant_and_counts_its_denoiser_passes(tmp_path: Path) -> None:
     lines: list[str] = []
     out = tmp_path / "fullsize.json"

@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 import memory_plan as bench  # bench/ is on pytest's pythonpath (pyproject.toml)
+import pytest
+
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
 
 
 def test_the_table_has_one_row_per_setting_and_the_json_every_phase(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ from flashcli.config import load_preset
 from flashcli.core.settings import ALL_LORA_TARGETS, DEFAULT_LORA_TARGETS
 from flashcli.workflows.plan import BaseShape
 
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
+
 TINY = BaseShape("tiny", frame_step=4, size_multiple=8, default_frames=17, default_size=64, default_fps=8.0)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tiny_gate import keypoint_scores
 
 from flashcli.figureworld import render_clip
 from flashcli.lab.keypoints.detector import load_detector
+
+# bench and script tests run in the full suite, not the fast subset (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
 
 
 def test_true_clips_score_better_than_the_still_photo_and_know_their_action() -> None:

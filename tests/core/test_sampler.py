@@ -185,6 +185,7 @@ def test_text_bases_use_the_prompt_and_guidance(tmp_path) -> None:
     assert not np.array_equal(welding, animate(prompt="a person is welding", guidance=1.0))
 
 
+@pytest.mark.slow
 def test_a_denoiser_fitted_to_two_clips_replays_each_from_its_first_frame(tiny_spec) -> None:
     """What training teaches is what sampling plays: sigmas, timesteps and the clean frame 0 agree.
 
