@@ -15,6 +15,7 @@ Correspondence Align blocks), bf16. "yes/no" per card: learn fits / animate fits
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -98,6 +99,62 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {shape} | {checkpointing} | {text} | {learn['peak_gib']:.1f} {phase} "
             f"| {animate['peak_gib']:.1f} | {cards} |"
         )
+    return "\n".join(lines)
+
+
+# ----- the memory ladder: what the preflight chooses on each card --------------------------------------
+
+LADDER_SHAPES = ((49, 832, 480), (81, 832, 480), (121, 1280, 704))
+
+
+def ladder_rows(weights: Any) -> list[dict[str, Any]]:
+    """Per shape, command and card: the rung the preflight chooses (`mp.choose_rung`), as `flash learn`
+    (checkpointing on, the default for a diffusers folder) and `flash animate` plan it."""
+    configs = mp.BaseConfigs.wan22_ti2v_5b()
+    planners = {
+        "learn": functools.partial(mp.plan_learn, configs, weights=weights),
+        "animate": functools.partial(mp.plan_animate, configs, weights=weights),
+    }
+    rows = []
+    for frames, width, height in LADDER_SHAPES:
+        runs = {
+            "learn": mp.RunSettings(frames, height, width, gradient_checkpointing=True, text_encoder="freed"),
+            "animate": mp.animate_run(frames, width, height, guidance=True),
+        }
+        for command, run in runs.items():
+            for card in CARDS_GIB:
+                choice = mp.choose_rung(
+                    command, planners[command], run, card * mp.GIB, mp.shape_steps(configs)
+                )
+                rows.append(
+                    {
+                        "shape": f"{frames}x{width}x{height}",
+                        "command": command,
+                        "card_gib": card,
+                        **choice.as_dict(),
+                    }
+                )
+    return rows
+
+
+def ladder_markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per shape and command: each card's chosen rung and what it needs, or what would fit."""
+    lines = [
+        "| shape | command | rungs a/b/c/d need GiB | "
+        + " | ".join(f"{card} GiB" for card in CARDS_GIB)
+        + " |",
+        "|---|---|---|" + "---|" * len(CARDS_GIB),
+    ]
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_key.setdefault((row["shape"], row["command"]), []).append(row)
+    for (shape, command), cards in by_key.items():
+        needs = "/".join(f"{rung['needs_gib']:.1f}" for rung in cards[0]["rungs"])
+        cells = [
+            card["rung"]["name"] if card["rung"] else f"refused; fits: {card['smaller_settings_that_fit']}"
+            for card in cards
+        ]
+        lines.append(f"| {shape} | {command} | {needs} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -326,9 +383,12 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
     out(weights_line(weights))
     out("")
     out(markdown(rows))
+    ladder = ladder_rows(weights)
+    out("")
+    out(ladder_markdown(ladder))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        document = {"weights": weights_line(weights), "rows": rows}
+        document = {"weights": weights_line(weights), "rows": rows, "ladder": ladder}
         args.json.write_text(json.dumps(document, indent=1) + "\n")
     return 0
 

@@ -15,6 +15,9 @@ A ratio below 1 means the video is closer to the truth than holding the photo st
     # the diagnostic ceiling: the target skeleton as extra input channels, warm from rung 1's weights
     python scripts/tiny_gate.py train --run runs/gate/skeleton --cache runs/gate/cache --skeleton \
         --warm-from runs/gate/per_frame
+    # rung 2: the cue `learn` can compute instead of the oracle (8 clips of the action by other people
+    # through the keypoint detector, averaged, retargeted onto the photo's detected pose)
+    python scripts/tiny_gate.py judge --run runs/gate/skeleton --cue detected
 """
 
 from __future__ import annotations
@@ -121,10 +124,112 @@ def judge_clip(action: str, seed: int, world: str) -> Any:
     )
 
 
+LEARN_SEED = 22_000_000
+
+
+def learn_clips(action: str, count: int, world: str) -> list[Any]:
+    """What a user would hand `learn`: `count` clips of the action by other (seen-look) people, from rest."""
+    return [
+        render_clip(action, LEARN_SEED + 1000 * i, size=SIZE, frames=FRAMES, fps=FPS, phase=0.0, world=world)
+        for i in range(count)
+    ]
+
+
+def _rest_height(joints: np.ndarray) -> float:
+    """The figure height as skeleton_cue recovers it: frame 0's vertical joint span / REST_SPAN_PER_HEIGHT."""
+    from flashcli.lab.pretrain.skeleton_cue import REST_SPAN_PER_HEIGHT
+
+    span = float(joints[0, :, 1].max() - joints[0, :, 1].min())
+    return max(span / REST_SPAN_PER_HEIGHT, 1.0)
+
+
+def learned_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
+    """The action's motion as `learn` can compute it: each clip's detected joints as displacement from its
+    frame 0 in figure heights, mirrored onto one handedness (the clips' majority), then averaged.
+    Returns (F, J, 2)."""
+    from flashcli.lab.keypoints.data import mirror_permutation
+
+    swap = mirror_permutation()
+    moves = []
+    for clip in clips:
+        found = detector.detect(clip.frames)
+        moves.append((found - found[:1]) / _rest_height(found))
+    mirrored = [m[:, swap] * np.array([-1.0, 1.0], dtype=np.float32) for m in moves]
+    mean = moves[0]
+    for _ in range(3):  # align every clip to the running mean, as it is or mirrored, and average again
+        flips = [
+            ((f - mean) ** 2).sum() < ((m - mean) ** 2).sum() for m, f in zip(moves, mirrored, strict=True)
+        ]
+        mean = np.mean([f if flip else m for m, f, flip in zip(moves, mirrored, flips, strict=True)], axis=0)
+    if sum(flips) > len(flips) / 2:  # most clips were done the other way round: keep their side
+        mean = mean[:, swap] * np.array([-1.0, 1.0], dtype=np.float32)
+    return mean.astype(np.float32)
+
+
+def _mirrored(displacement: torch.Tensor) -> torch.Tensor:
+    """The displacement (..., F, J, 2) done with the other side: x negated, left and right joints swapped."""
+    from flashcli.lab.keypoints.data import mirror_permutation
+
+    flipped = displacement[..., mirror_permutation(), :]
+    return torch.stack([-flipped[..., 0], flipped[..., 1]], dim=-1)
+
+
+def searched_displacement(
+    spec: Any,
+    caption: MotionCaption,
+    skeleton: SkeletonInput,
+    detector: Any,
+    clips: list[Any],
+    start: np.ndarray,
+    steps: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """Rung 2's second try: the displacement `learn` finds by asking the frozen denoiser. Starting from the
+    detector's average (`start`, (F, J, 2)), one shared trajectory is fitted by gradient descent so that,
+    drawn on each clip's detected frame-0 pose (mirrored for clips done with the other side), it best explains
+    the clips' latents under the base's own training loss. The denoiser, caption and skeleton are frozen."""
+    video = torch.stack([video_to_tensor(c.frames) for c in clips])
+    latents = spec.encode_video(video)
+    starts, sides = [], []
+    reference = torch.from_numpy(start)
+    for clip in clips:
+        found = detector.detect(clip.frames)
+        starts.append(joint_motion(found[:1].repeat(FRAMES, 0), _rest_height(found), clip.frames.shape[1:3]))
+        own = torch.from_numpy((found - found[:1]) / _rest_height(found))
+        sides.append(bool(((_mirrored(own) - reference) ** 2).sum() < ((own - reference) ** 2).sum()))
+    placed = torch.from_numpy(np.stack(starts))[..., 2:]
+    flip = torch.tensor(sides)[:, None, None, None]
+    displacement = torch.nn.Parameter(reference.clone())
+    optimizer = torch.optim.Adam([displacement], lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        shared = displacement[None].expand(len(clips), -1, -1, -1)
+        moved = torch.where(flip, _mirrored(shared), shared)
+        motion = torch.cat([moved, placed], dim=-1)
+        with skeleton.showing(_limb_maps(motion, latents)):
+            loss = flow.first_frame_flow_loss(spec, latents, caption(motion), generator, spec.flow_shift)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            displacement[0].zero_()  # frame 0 is the photo: it does not move
+    return displacement.detach().numpy().astype(np.float32)
+
+
+def retargeted_motion(detector: Any, photo: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """The learned displacement drawn on the photo's detected pose, laid out as caption.joint_motion's
+    (F, J, 4)."""
+    start = detector.detect(photo[None])[:1]
+    height, width = photo.shape[:2]
+    joints = start + displacement * _rest_height(start)
+    motion = joint_motion(joints, _rest_height(start), (height, width))
+    return motion
+
+
 class Judge:
     """Held-out actions on unseen people from rest (and pretraining actions as a second block)."""
 
-    def __init__(self, spec: Any, people: int, world: str) -> None:
+    def __init__(self, spec: Any, people: int, world: str, cue: str = "oracle") -> None:
         self.blocks: dict[str, list[Any]] = {
             "heldout": [
                 judge_clip(a, JUDGE_SEED + 100 * k + i, world)
@@ -156,6 +261,35 @@ class Judge:
             self.detector, [np.repeat(c.frames[:1], len(c.frames), 0) for c in clips], clips
         )
         self.truth_keypoints = keypoint_scores(self.detector, [c.frames for c in clips], clips)
+        self.cue = cue
+        self.learned: dict[str, np.ndarray] = {}
+        self.world = world
+        if cue in ("detected", "searched"):
+            actions = {str(c.meta["action"]) for block in self.blocks.values() for c in block}
+            self.learned = {a: learned_displacement(self.detector, learn_clips(a, 8, world)) for a in actions}
+
+    def search_cues(self, spec: Any, caption: MotionCaption, skeleton: SkeletonInput, steps: int) -> None:
+        """Replace the held-out actions' detected cues by searched ones (`searched_displacement`)."""
+        for action in HELDOUT_ACTIONS:
+            tick = time.time()
+            clips = learn_clips(action, 8, self.world)
+            self.learned[action] = searched_displacement(
+                spec, caption, skeleton, self.detector, clips, self.learned[action], steps
+            )
+            print(f"searched {action}: {time.time() - tick:.0f}s", flush=True)
+
+    def motion(self, clips: list[Any]) -> torch.Tensor:
+        """The cue's joint motion per clip: the truth (oracle) or what learn computes (detected)."""
+        if self.cue == "oracle":
+            return torch.from_numpy(np.stack([clip_motion(c) for c in clips]))
+        return torch.from_numpy(
+            np.stack(
+                [
+                    retargeted_motion(self.detector, c.frames[0], self.learned[str(c.meta["action"])])
+                    for c in clips
+                ]
+            )
+        )
 
     @torch.no_grad()
     def __call__(
@@ -169,7 +303,7 @@ class Judge:
         results: dict[str, Any] = {}
         for name, clips in self.blocks.items():
             truth, pixels = self.truth[name], _blur(self.pixels[name])
-            motion = torch.from_numpy(np.stack([clip_motion(c) for c in clips]))
+            motion = self.motion(clips)
             cue = caption(motion)
             null = _null_like(null_text, cue)
             maps = _limb_maps(motion, truth) if skeleton is not None else None
@@ -453,9 +587,14 @@ def judge_only(args: argparse.Namespace) -> None:
     modules = torch.nn.ModuleDict(parts)
     modules.load_state_dict(state["ema"])
     spec.transformer.eval()
-    judge = Judge(spec, args.people, settings["world"])
+    judge = Judge(spec, args.people, settings["world"], args.cue)
+    if args.cue == "searched":
+        if skeleton is None:
+            raise SystemExit("--cue searched needs a run trained with --skeleton")
+        modules.requires_grad_(False)
+        judge.search_cues(spec, caption, skeleton, args.search_steps)
     result = judge(spec, caption, null_text, args.judge_steps, skeleton)
-    print(json.dumps({"step": state["step"], **result}, indent=1))
+    print(json.dumps({"step": state["step"], "cue": args.cue, **result}, indent=1))
     if args.sheet:
         write_sheet(Path(args.sheet), judge, spec, caption, null_text, args.judge_steps, skeleton)
 
@@ -477,7 +616,7 @@ def write_sheet(
 
     clips = judge.blocks["heldout"][:: args_people(judge)]
     truth = spec.encode_video(torch.stack([video_to_tensor(c.frames) for c in clips]))
-    motion = torch.from_numpy(np.stack([clip_motion(c) for c in clips]))
+    motion = judge.motion(clips)
     cue = caption(motion)
     rows = [np.concatenate(list(clip.frames), axis=1) for clip in clips]
     maps = _limb_maps(motion, truth) if skeleton is not None else None
@@ -554,6 +693,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     judge_parser.add_argument(
         "--sheet", help="also write a PNG: per held-out action, the true clip, cue and null"
     )
+    judge_parser.add_argument(
+        "--cue",
+        choices=["oracle", "detected", "searched"],
+        default="oracle",
+        help="oracle: the true joints; detected: 8 clips by other people through the keypoint detector "
+        "(rung 2); searched: that, then fitted through the frozen denoiser (held-out actions only)",
+    )
+    judge_parser.add_argument("--search-steps", type=int, default=60)
     train_parser.add_argument("--cache", nargs="+", required=True)
     train_parser.add_argument("--layout", choices=["per_frame", "global"], default="per_frame")
     train_parser.add_argument("--world", choices=["standard", "simple"], default="simple")

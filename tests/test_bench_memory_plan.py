@@ -30,3 +30,11 @@ def test_the_table_has_one_row_per_setting_and_the_json_every_phase(tmp_path: Pa
         "preview sampling",
         "preview VAE decode",
     ]
+
+
+def test_the_ladder_table_names_the_rung_each_card_gets_and_what_fits_when_none_does() -> None:
+    lines: list[str] = []
+    assert bench.main(["--shapes", "81x832x480"], out=lines.append) == 0
+    table = "\n".join(lines)
+    assert "| 81x832x480 | learn | 25.9/23.5/22.3/17.6 | text encoder on the CPU | as asked |" in table
+    assert "| 121x1280x704 | learn |" in table and "refused; fits: --frames 61 (at 1280x704)" in table

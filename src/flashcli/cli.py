@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 
 from flashcli import __version__
-from flashcli.cli_help import FlashTyper
+from flashcli.cli_help import EXPORT_DESTINATION_HELP, ExportFormatOption, FlashTyper
+from flashcli.cli_prompts import NegativePromptOption, PreviewPhotoOption
 from flashcli.errors import EXIT_INTERNAL, EXIT_USAGE, UserError, environment_problem, out_of_memory
 
 # The choices of --crop, --format and --device, spelled out here so `flash --help` need not import
@@ -222,12 +223,7 @@ def learn(
         ),
     ] = None,
     device: DeviceOption = None,
-    preview_photo: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE", help="Photo for the preview GIF (default: a held-out FigureWorld figure)."
-        ),
-    ] = None,
+    preview_photo: PreviewPhotoOption = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run of the same action.")
     ] = False,
@@ -327,6 +323,7 @@ def animate(
             help="Decode with the Detail Enhancement Decoder (default: on when the base has one).",
         ),
     ] = None,
+    negative_prompt: NegativePromptOption = None,
     device: DeviceOption = None,
     library: LibraryOption = None,
     json_output: JsonOption = False,
@@ -345,6 +342,7 @@ def animate(
         "crop": crop,
         "device": device,
         "use_ded": ded,
+        "negative_prompt": negative_prompt,
     }
     request = AnimateRequest(photos, action, output, out_dir, output_format, base, preset, flags, library)
     results = animate_photos(request, TerminalReporter(_note_saved))
@@ -451,16 +449,17 @@ def rename(
 @handles_errors
 def export_action(
     name: Annotated[str, typer.Argument(help="Action to export.")],
-    destination: Annotated[
-        Path | None, typer.Argument(help="File to write (default: NAME.flash in the current folder).")
-    ] = None,
+    destination: Annotated[Path | None, typer.Argument(help=EXPORT_DESTINATION_HELP)] = None,
+    export_format: ExportFormatOption = "flash",
     library: LibraryOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Pack an action into one .flash file (a zip of its manifest, adapter and preview)."""
+    """Pack an action into one .flash file (a zip), or its LoRA into a safetensors file for diffusers."""
     from flashcli.workflows import actions
 
-    document = actions.export(name, destination, library)
+    document = actions.export(name, destination, library, export_format=export_format)
+    for note in document.get("notes", []):  # what the diffusers file could not carry
+        typer.echo(note, err=True)
     _done(document, json_output, document["file"], stdout=True)
 
 

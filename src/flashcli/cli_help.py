@@ -3,7 +3,7 @@ never a Python type (`<int>`, `<list[Path]>`). Help rendering only; the commands
 
 from __future__ import annotations
 
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -59,3 +59,17 @@ class FlashTyper(typer.Typer):
 
     def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
         return super().command(*args, cls=cls or _FlashCommand, **kwargs)
+
+
+# `flash export`'s destination and --format, declared here so that cli.py stays short.
+EXPORT_DESTINATION_HELP = (
+    "File to write (default: NAME.flash, or NAME.safetensors with --format diffusers, in the current folder)."
+)
+ExportFormatOption = Annotated[
+    Literal["flash", "diffusers"],
+    typer.Option(
+        "--format",
+        help="flash: the whole action, for `flash import`; diffusers: its LoRA alone, one safetensors "
+        "file for diffusers' WanPipeline.load_lora_weights.",
+    ),
+]

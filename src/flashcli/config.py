@@ -49,6 +49,8 @@ class LearnConfig(BaseModel):
 
     base: str = "tiny"
     prompt: str | None = None
+    # The preview's negative prompt (text bases), recorded with the action; None: the base's.
+    negative_prompt: str | None = None
     crop: Crop = "center"
     device: Device = "auto"
     preview_steps: int = Field(default=8, ge=1, le=200)
@@ -107,6 +109,7 @@ class AnimateConfig(BaseModel):
 
     steps: int | None = None  # SampleSettings.steps
     seed: int | None = None  # SampleSettings.seed
+    negative_prompt: str | None = None  # SampleSettings.negative_prompt; None: the action's, else the base's
     frames: int | None = None
     size: int | str | None = None  # N (square) or 'WxH'
     fps: float | None = Field(default=None, gt=0, le=120)
@@ -118,7 +121,8 @@ class AnimateConfig(BaseModel):
 
     def sample_settings(self, prompt: str | None) -> SampleSettings:
         """The core's SampleSettings for these choices (prompt: the action's, for text bases)."""
-        chosen = {key: getattr(self, key) for key in ("steps", "seed") if getattr(self, key) is not None}
+        keys = ("steps", "seed", "negative_prompt")
+        chosen = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
         return SampleSettings.model_validate({**self.core, **chosen, "prompt": prompt})
 
 

@@ -69,12 +69,20 @@ def environment_problem(error: BaseException, fallback: Path | None) -> str | No
     return f"{where} {_ENVIRONMENT_PROBLEMS[number]}."
 
 
-def out_of_memory(error: BaseException, command: str) -> str | None:
+def out_of_memory(error: BaseException, command: str, fitting: str | None = None) -> str | None:
     """One sentence naming what to change when the GPU ran out of memory (torch.OutOfMemoryError: the
-    settings asked for more than the device has, which is the user's to change, not a bug); else None."""
+    settings asked for more than the device has, which is the user's to change, not a bug); else None.
+
+    `fitting`: the smaller settings the memory plan says fit this GPU ('--frames 77 (at 832x480) or ...'),
+    named instead of the generic list when the preflight could compute them."""
     torch = sys.modules.get("torch")  # loaded whenever a model ran; never imported here for the check
     if torch is None or not isinstance(error, getattr(torch, "OutOfMemoryError", ())):
         return None
+    if fitting:
+        return (
+            f"The GPU ran out of memory during `flash {command}`; nothing was saved. "
+            f"Its memory plan says {fitting} fits this GPU; run again with that."
+        )
     change = "a smaller --size, fewer --frames or --preset low-vram"
     if command == "learn":
         change = "a smaller --size, fewer --frames, --preset low-vram or --gradient-checkpointing"

@@ -137,7 +137,10 @@ class ActionManifest(_Record):
 
     format_version: int = MANIFEST_VERSION
     name: str
-    prompt: str | None = None
+    prompt: str | None = None  # the training prompt (text bases); `animate` uses it
+    # What the preview's guidance steered away from; `animate` uses it unless told another. None: a base
+    # without text (no guidance), or a manifest from before it was recorded.
+    negative_prompt: str | None = None
     base: str  # the base's id
     base_source: str  # how to load it again: 'tiny' or an absolute folder
     base_hash: str

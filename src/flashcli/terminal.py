@@ -249,22 +249,26 @@ def show_library(document: dict[str, Any], *, deep: bool) -> None:
 
 def _preview_words(manifest: ActionManifest) -> str:
     # Learn records the still's source as 'figureworld:<clip it came from>:seed=N:appearance=unseen'
-    # (frame 0 of an unseen figure; the clip's own action plays no part) or '--preview-photo'.
+    # (frame 0 of an unseen figure; the clip's own action plays no part), '--preview-photo', or, for a
+    # diffusers folder, 'clip:<file>:frame0:mirrored' (a real frame, flipped, so no clip contains it).
     source = manifest.preview_source
     seed = next((part[5:] for part in source.split(":") if part.startswith("seed=")), None)
     if source == "--preview-photo":
         return f"'{manifest.name}' animated from the photo given with --preview-photo"
     if source.startswith("figureworld:") and seed is not None:
         return f"'{manifest.name}' animated from a still of a FigureWorld figure it never saw (seed {seed})"
+    if source.startswith("clip:") and source.endswith(":frame0:mirrored"):
+        clip = source.removeprefix("clip:").removesuffix(":frame0:mirrored")
+        return f"'{manifest.name}' animated from frame 0 of clip '{clip}', mirrored left-right"
     return source
 
 
 def _facts(manifest: ActionManifest) -> Table:
     facts = Table(show_header=False, box=None)
-    keys = ("prompt", "preset", "frames", "size", "fps", "crop", "steps", "rank", "seed", "train_seconds")
-    for key in keys:
+    keys = ("prompt", "negative_prompt", "preset", "frames", "size", "fps", "crop", "steps", "rank", "seed")
+    for key in (*keys, "train_seconds"):
         value = "{}x{}".format(*manifest.frame_size) if key == "size" else getattr(manifest, key)
-        facts.add_row(key, "—" if value is None else escape(str(value)))
+        facts.add_row(key.replace("_", " "), "—" if value is None else escape(str(value)))
     facts.add_row("base hash", manifest.base_hash[:16])
     facts.add_row("final losses", ", ".join(f"{k} {v:.4f}" for k, v in manifest.final_losses.items()))
     if manifest.ded is not None:

@@ -120,7 +120,7 @@ def test_the_preflight_sentence_gives_the_peak_and_what_to_change_when_it_does_n
     """What `flash learn` says on a CUDA device before loading weights (on CPU it says nothing): the plan
     for the run's own settings, from the base's configs."""
     from flashcli.config import resolve_learn
-    from flashcli.workflows.plan import BaseShape, memory_note, plan_learn
+    from flashcli.workflows.plan import BaseShape, learn_memory, plan_learn
 
     shape = BaseShape("Wan2.2-TI2V-5B-Diffusers", 4, 32, 121, (1280, 704), 24.0, 24.0, True)
     name, config, table = resolve_learn("low-vram", {})
@@ -141,4 +141,4 @@ def test_the_preflight_sentence_gives_the_peak_and_what_to_change_when_it_does_n
     )
     too_big = mp.describe_plan(plan, 16 * mp.GIB)
     assert "more than this GPU's 16.0 GiB" in too_big and "--preset low-vram" in too_big
-    assert memory_note("tiny", "cpu", settings) is None  # CPU: no card to fill, nothing printed
+    assert learn_memory("tiny", "cpu", settings) is None  # CPU: no card to fill, nothing planned

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Literal
 
 import torch
 
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+MEMORY_LIMIT_ENV = "FLASH_GPU_MEMORY_GIB"  # a GPU memory cap, to rehearse a smaller card on a larger one
 
 
 def resolve_device(choice: str | torch.device = "auto") -> torch.device:
@@ -17,10 +20,44 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     if choice not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, not {choice!r}")
     if choice == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(choice)
+    device = torch.device(choice)
+    if device.type == "cuda":
+        apply_memory_limit(device)
+    return device
+
+
+def memory_limit_gib() -> float | None:
+    """$FLASH_GPU_MEMORY_GIB as a number of GiB, or None when unset. One reader for both its uses: the
+    preflight plans for it, and on CUDA it caps the process (`apply_memory_limit`)."""
+    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = float("nan")
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(
+            f"{MEMORY_LIMIT_ENV}={text!r} is not a number of GiB; set it to e.g. 24, or unset it."
+        )
+    return limit
+
+
+def apply_memory_limit(device: torch.device) -> None:
+    """Cap this process's GPU memory at $FLASH_GPU_MEMORY_GIB GiB, if set, so a large card behaves as a
+    smaller one: past the cap torch raises its out-of-memory error, as the smaller card would."""
+    limit = memory_limit_gib()
+    if limit is None:
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    if limit * 2**30 > total:
+        raise ValueError(
+            f"{MEMORY_LIMIT_ENV}={limit:g} is over this GPU's {total / 2**30:.1f} GiB: give less or unset it"
+        )
+    torch.cuda.set_per_process_memory_fraction(limit * 2**30 / total, device)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

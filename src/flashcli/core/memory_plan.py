@@ -230,6 +230,8 @@ class RunSettings:
     precision: Precision = "bf16"  # the denoiser's weights and autocast
     text_encoder: TextEncoderPlacement = "gpu"
     vae_tiling: bool = False
+    # The denoiser stored in fp8 (diffusers' layerwise casting), computed in `precision`.
+    fp8_storage: bool = False
     # Denoiser graphs a training step holds: 1 for variant `none`, 2 with augmentation (default).
     passes: int = 2
     correspondence_blocks: int = 4  # 0 without Correspondence Align
@@ -237,7 +239,12 @@ class RunSettings:
 
     def label(self) -> str:
         checkpointing = "checkpointing" if self.gradient_checkpointing else "no checkpointing"
-        return f"{self.frames}x{self.width}x{self.height}, {checkpointing}, text encoder {self.text_encoder}"
+        label = f"{self.frames}x{self.width}x{self.height}, {checkpointing}, text encoder {self.text_encoder}"
+        return (
+            label
+            + (", VAE tiled" if self.vae_tiling else "")
+            + (", fp8 denoiser" if self.fp8_storage else "")
+        )
 
 
 # ----- outputs ------------------------------------------------------------------------------------
@@ -312,6 +319,25 @@ def transformer_bytes(config: Mapping[str, Any], precision: Precision) -> int:
         size = 4 if keep.intersection(name.split(".")) else _dtype_bytes(precision)
         total += parameter.numel() * size
     return total + sum(buffer.numel() * buffer.element_size() for buffer in model.buffers())
+
+
+def fp8_cast_layers(config: Mapping[str, Any]) -> dict[str, int]:
+    """Parameters of each denoiser layer that diffusers' layerwise casting stores in fp8, by module name.
+
+    The same call flash makes (`WanSpec.store_denoiser_in_fp8`: `enable_layerwise_casting` with its default
+    skip patterns, which leave the patch embedding, the condition embedder, the norms, the fp32 modules and
+    every PEFT layer alone), made on a meta-device model: exact, and no weights are read."""
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+
+    with init_empty_weights():
+        model = WanTransformer3DModel.from_config(_public(config))
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+    return {
+        name: sum(p.numel() for p in module.parameters(recurse=False))
+        for name, module in model.named_modules()
+        if any(p.dtype == torch.float8_e4m3fn for p in module.parameters(recurse=False))
+    }
 
 
 def vae_bytes(config: Mapping[str, Any]) -> int:
@@ -467,15 +493,40 @@ class _Weights:
     transformer: int
     vae: int
     text_encoder: int
+    # Parameters diffusers' layerwise casting stores in fp8: in all, per block, and the largest layer's.
+    cast: int = 0
+    cast_per_block: int = 0
+    cast_largest: int = 0
+    precision: Precision = "bf16"
 
     @classmethod
     def of(cls, configs: BaseConfigs, precision: Precision) -> _Weights:
         text = 0 if configs.text_encoder is None else text_encoder_bytes(configs.text_encoder, precision)
-        return cls(transformer_bytes(configs.transformer, precision), vae_bytes(configs.vae), text)
+        layers = fp8_cast_layers(configs.transformer)
+        cast = sum(layers.values())
+        return cls(
+            transformer_bytes(configs.transformer, precision),
+            vae_bytes(configs.vae),
+            text,
+            cast=cast,
+            cast_per_block=sum(size for name, size in layers.items() if name.startswith("blocks.0.")),
+            cast_largest=max(layers.values(), default=0),
+            precision=precision,
+        )
+
+    def denoiser(self, run: RunSettings) -> int:
+        """The denoiser's resident bytes: the cast layers at one byte each when stored in fp8."""
+        if not run.fp8_storage:
+            return self.transformer
+        return self.transformer - (_dtype_bytes(self.precision) - 1) * self.cast
+
+    def upcast(self, parameters: int) -> int:
+        """Bytes of `parameters` cast weights while upcast to the compute dtype for a forward."""
+        return _dtype_bytes(self.precision) * parameters
 
     def resident(self, run: RunSettings, *, after_prompt: bool) -> dict[str, int]:
         """The weights on the GPU: the text encoder only while it is needed, as `run.text_encoder` says."""
-        parts = {"denoiser weights": self.transformer, "VAE weights": self.vae}
+        parts = {"denoiser weights": self.denoiser(run), "VAE weights": self.vae}
         keep_text = run.text_encoder == "gpu" or (run.text_encoder == "freed" and not after_prompt)
         if self.text_encoder and keep_text:
             parts["text encoder weights"] = self.text_encoder
@@ -526,6 +577,7 @@ def plan_learn(
                 "LoRA, gradients, AdamW": 16 * lora,
                 "clip latents and prompt": latents + text_embedding,
                 **step_activation_bytes(configs, run),
+                **_fp8_step_bytes(run, weights),
             },
         ),
         *_animate_phases(configs, run, weights, after_prompt=True, label="preview "),
@@ -547,6 +599,18 @@ def plan_animate(configs: BaseConfigs, run: RunSettings, *, weights: _Weights | 
     return MemoryPlan("animate", run, (prompt, *_animate_phases(configs, run, weights, after_prompt=True)))
 
 
+def _fp8_step_bytes(run: RunSettings, weights: _Weights) -> dict[str, int]:
+    """What fp8 storage adds to a training step (an estimate from how diffusers' hook works, not measured):
+    each cast layer is upcast for its forward, and autograd keeps that upcast copy for the backward (a
+    linear layer's input gradient needs its weight). Without checkpointing every pass keeps all of them;
+    with it, only the block being recomputed holds its copies."""
+    if not run.fp8_storage:
+        return {}
+    if run.gradient_checkpointing:
+        return {"fp8 upcast weights": weights.upcast(weights.cast_per_block)}
+    return {"fp8 upcast weights": run.passes * weights.upcast(weights.cast)}
+
+
 def _animate_phases(
     configs: BaseConfigs, run: RunSettings, weights: _Weights, *, after_prompt: bool, label: str = ""
 ) -> list[Phase]:
@@ -561,6 +625,8 @@ def _animate_phases(
                 "adapter": adapter,
                 "latents": latents,
                 "denoiser call": sampling_bytes(configs, run),
+                # fp8 storage: one layer at a time is upcast for its forward, then dropped.
+                **({"fp8 upcast layer": weights.upcast(weights.cast_largest)} if run.fp8_storage else {}),
             },
         ),
         Phase(f"{label}VAE decode", {**resident, "VAE decode": vae_peak_bytes(configs, run, "decode")}),
@@ -723,6 +789,171 @@ def learn_run(settings: Any, precision: Precision = "bf16") -> RunSettings:
         passes=2 if align.strong_augment else 1,
         correspondence_blocks=4 if align.correspondence_align else 0,
     )
+
+
+def animate_run(
+    frames: int, width: int, height: int, guidance: bool, precision: Precision = "bf16"
+) -> RunSettings:
+    """The RunSettings of a `flash animate` run as the CLI runs it: the text encoder freed once the prompts
+    are encoded, the adapters' LoRA counted at flash's default rank and targets."""
+    return RunSettings(
+        frames=frames,
+        height=height,
+        width=width,
+        precision=precision,
+        text_encoder="freed",
+        guidance=guidance,
+    )
+
+
+# ----- the memory ladder: what the preflight changes so that a run fits -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryRung:
+    """One step of the ladder: each saves memory at some cost in speed (or, fp8, a little precision)."""
+
+    name: str
+    text_encoder_cpu: bool = False  # UMT5 encodes the prompts on the CPU (slow: minutes), never on the GPU
+    vae_tiling: bool = False  # `vae.enable_tiling()`: encode and decode tile by tile
+    fp8_denoiser: bool = False  # the denoiser's layers stored in fp8, each upcast for its forward
+
+    def applied(self, run: RunSettings) -> RunSettings:
+        text = "cpu" if self.text_encoder_cpu else run.text_encoder
+        return dataclasses.replace(
+            run,
+            text_encoder=text,
+            vae_tiling=run.vae_tiling or self.vae_tiling,
+            fp8_storage=run.fp8_storage or self.fp8_denoiser,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# In order: the first whose plan fits is used.
+LADDER: tuple[MemoryRung, ...] = (
+    MemoryRung("as asked"),
+    MemoryRung("text encoder on the CPU", text_encoder_cpu=True),
+    MemoryRung("text encoder on the CPU, VAE tiled", text_encoder_cpu=True, vae_tiling=True),
+    MemoryRung(
+        "text encoder on the CPU, VAE tiled, denoiser stored in fp8",
+        text_encoder_cpu=True,
+        vae_tiling=True,
+        fp8_denoiser=True,
+    ),
+)
+
+Planner = Callable[[RunSettings], MemoryPlan]
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryChoice:
+    """The rung the preflight chose for a run (None: none fits), with every rung's plan."""
+
+    command: str
+    run: RunSettings  # as asked
+    capacity: int  # bytes of GPU memory the run may use
+    plans: tuple[tuple[MemoryRung, MemoryPlan], ...]
+    rung: MemoryRung | None
+    fitting: str | None = None  # smaller settings the plan says fit, as flags ('--frames 49 or ...')
+
+    @property
+    def plan(self) -> MemoryPlan:
+        """The chosen rung's plan; the lightest rung's when none fits."""
+        chosen = self.rung or self.plans[-1][0]
+        return next(plan for rung, plan in self.plans if rung == chosen)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "capacity_gib": round(self.capacity / GIB, 3),
+            "rung": None if self.rung is None else self.rung.as_dict(),
+            "needs_gib": round(self.plan.needs() / GIB, 3),
+            "peak_phase": self.plan.peak_phase,
+            "rungs": [
+                {
+                    "name": rung.name,
+                    "needs_gib": round(plan.needs() / GIB, 3),
+                    "fits": plan.fits(self.capacity),
+                }
+                for rung, plan in self.plans
+            ],
+            "smaller_settings_that_fit": self.fitting,
+        }
+
+    def note(self) -> str:
+        """The one line the preflight prints on stderr."""
+        assert self.rung is not None
+        plan = self.plan
+        return (
+            f"GPU memory: {self.rung.name} (planned {plan.needs() / GIB:.1f} GiB with the allocator's "
+            f"reserve, peak in {plan.peak_phase}; {self.capacity / GIB:.1f} GiB available)."
+        )
+
+    def refusal(self) -> str:
+        """One sentence when no rung fits: the estimate, the capacity and what to change."""
+        run, needs = self.run, self.plan.needs() / GIB
+        change = f"use {self.fitting}, or " if self.fitting else "use "
+        return (
+            f"`flash {self.command}` at {run.frames} frames of {run.width}x{run.height} needs about "
+            f"{needs:.1f} GiB of GPU memory even with the {self.plans[-1][0].name}, more than the "
+            f"{self.capacity / GIB:.1f} GiB available; {change}a GPU with at least {math.ceil(needs)} GiB."
+        )
+
+
+def choose_rung(
+    command: str, planner: Planner, run: RunSettings, capacity: int, steps: tuple[int, int]
+) -> MemoryChoice:
+    """The first rung of LADDER whose plan of `run` fits `capacity` bytes. `steps` are the base's frame
+    step and size multiple, for the smaller settings named when nothing fits."""
+    plans = tuple((rung, planner(rung.applied(run))) for rung in LADDER)
+    chosen = next((rung for rung, plan in plans if plan.fits(capacity)), None)
+    fitting = smaller_settings_that_fit(planner, run, capacity, steps)
+    return MemoryChoice(command, run, capacity, plans, chosen, fitting)
+
+
+def shape_steps(configs: BaseConfigs) -> tuple[int, int]:
+    """(frame step, size multiple) of a base: frames are step*k+1 (the VAE encodes 4 frames at a time),
+    sides multiples of the VAE's scale times the patch."""
+    vae, transformer = configs.vae, configs.transformer
+    frame_step = math.lcm(4, int(vae.get("scale_factor_temporal") or 4))
+    multiple = int(vae.get("scale_factor_spatial") or 8) * max(int(p) for p in transformer["patch_size"][1:])
+    return frame_step, multiple
+
+
+def smaller_settings_that_fit(
+    planner: Planner, run: RunSettings, capacity: int, steps: tuple[int, int]
+) -> str | None:
+    """The largest --frames (same size) and the largest --size (same frames and aspect) below `run`'s that
+    the plan says fit on the lightest rung, as flags; None when neither does."""
+    lightest = LADDER[-1].applied(run)
+    frame_step, multiple = steps
+    frames = next(
+        (
+            count
+            for count in range(run.frames - frame_step, frame_step, -frame_step)
+            if planner(dataclasses.replace(lightest, frames=count)).fits(capacity)
+        ),
+        None,
+    )
+    sizes = []
+    for height in range(run.height - multiple, multiple - 1, -multiple):
+        width = max(multiple, round(run.width * height / run.height / multiple) * multiple)
+        sizes.append((width, height))
+    size = next(
+        (
+            (width, height)
+            for width, height in sizes
+            if planner(dataclasses.replace(lightest, width=width, height=height)).fits(capacity)
+        ),
+        None,
+    )
+    options = []
+    if frames is not None:
+        options.append(f"--frames {frames} (at {run.width}x{run.height})")
+    if size is not None:
+        options.append(f"--size {size[0]}x{size[1]} (at {run.frames} frames)")
+    return " or ".join(options) or None
 
 
 def describe_plan(plan: MemoryPlan, capacity_bytes: int | None) -> str:

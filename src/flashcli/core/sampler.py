@@ -135,7 +135,7 @@ def sample_photo_latents(
     text = conditioning_text(spec, adapters, settings.prompt)
     guidance = settings.guidance if spec.has_text and settings.guidance > 1.0 else None
     if guidance is not None:
-        text = torch.cat([text, spec.encode_text(settings.negative_prompt)])
+        text = torch.cat([text, spec.encode_text(negative_prompt(spec, settings))])
     cast = autocast_dtype(device, settings.precision)
     autocast = torch.autocast(device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
     velocity = first_frame_velocity(spec, condition, text, guidance=guidance)
@@ -162,6 +162,14 @@ def sample_photo_latents(
 def sampler_eta(spec: WanSpec, settings: SampleSettings) -> float:
     """The fresh-noise share `sample_photo_latents` uses: the settings' eta, else the base's."""
     return settings.eta if settings.eta is not None else spec.sampler_eta
+
+
+def negative_prompt(spec: WanSpec, settings: SampleSettings) -> str | None:
+    """What `sample_photo_latents` guides away from: the settings' negative prompt, else the base's;
+    None where it does not guide (a base without text, or guidance 1)."""
+    if not spec.has_text or settings.guidance <= 1.0:
+        return None
+    return settings.negative_prompt if settings.negative_prompt is not None else spec.negative_prompt
 
 
 def animate_photo(

@@ -176,6 +176,10 @@ class SampleSettings(BaseModel):
     )
     guidance: float = Field(default=5.0, ge=1.0, description="classifier-free guidance; only for text bases")
     prompt: str | None = None
-    negative_prompt: str = ""
+    negative_prompt: str | None = Field(
+        default=None,
+        description="what classifier-free guidance steers away from (text bases); None = the base's "
+        "(`WanSpec.negative_prompt`)",
+    )
     use_ded: bool = True
     precision: Precision = "auto"

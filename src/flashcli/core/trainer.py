@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from flashcli.core import distributed
 from flashcli.core.adapter import (
     ACTION_TEXT_KEY,
     adapter_metadata,
@@ -39,6 +40,7 @@ from flashcli.core.flow import (
     training_sigmas,
     velocity_target,
 )
+from flashcli.core.latent_cache import encoding_fingerprint, load_encoded, save_encoded
 from flashcli.core.pixels import video_to_tensor
 from flashcli.core.progress import TrainProgress
 from flashcli.core.settings import DED_FINETUNE_FIELDS, TrainSettings
@@ -97,7 +99,7 @@ def train_adapter(
         raise ValueError("resume needs a checkpoint_dir")
     checkpoint = _read_checkpoint(checkpoint_dir, spec, settings) if resume else None
 
-    data = _prepare_data(spec, clips, masks, settings, prompt, progress)
+    data = _cached_or_encoded_data(spec, clips, masks, settings, prompt, progress, checkpoint_dir, resume)
     learned_text = _new_action_text(spec)
     if learned_text is not None:
         data.text = learned_text
@@ -145,6 +147,7 @@ def train_adapter(
             elapsed = previous_seconds + time.perf_counter() - started
             if (
                 checkpoint_dir is not None
+                and distributed.is_main()  # the other ranks hold the same state: one writer
                 and settings.checkpoint_every
                 and step % settings.checkpoint_every == 0
             ):
@@ -239,11 +242,13 @@ def _optimisation_step(
             alignment.clear()  # drops the x' tensors and their graph
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach()) / settings.grad_accum
+    # Under a launcher each rank computed its rows of the batch: the mean gradient is the whole batch's.
+    distributed.average_gradients(parameters)
     torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return totals
+    return distributed.average_losses(totals)
 
 
 def _micro_batch_losses(
@@ -257,16 +262,19 @@ def _micro_batch_losses(
     batch = settings.batch_size
     device = spec.device
     # Every random draw comes from one CPU generator, so runs and resumes repeat exactly on any device.
+    # Under a launcher every rank draws the whole batch the same way and keeps its own rows of it.
+    rows = distributed.share(batch)
     clip_index = torch.randint(data.latents.shape[0], (batch,), generator=generator)
     sigma = training_sigmas(batch, generator, settings.train_shift)
-    noise = torch.randn(data.latents[clip_index].shape, generator=generator).to(device)
+    noise = torch.randn((batch, *data.latents.shape[1:]), generator=generator)
+    clip_index, sigma, noise = clip_index[rows], sigma[rows], noise[rows].to(device)
     sigma, timesteps = sigma.to(device), sigma_to_timestep(sigma).to(device)
 
     x0 = data.latents[clip_index]
     noisy = noisy_with_clean_first_frame(x0, noise, sigma)
     target = velocity_target(x0, noise)
     if data.augmented is not None:
-        copy_index = torch.randint(data.augmented.shape[1], (batch,), generator=generator)
+        copy_index = torch.randint(data.augmented.shape[1], (batch,), generator=generator)[rows]
         x0_aug = data.augmented[clip_index, copy_index]
         noisy_aug = noisy_with_clean_first_frame(x0_aug, noise, sigma)
         target_aug = velocity_target(x0_aug, noise)
@@ -335,6 +343,35 @@ def _check_inputs(
         for index, mask in enumerate(masks):
             if mask.shape != expected[:3]:
                 raise ValueError(f"mask {index} must have shape {expected[:3]}, got {mask.shape}")
+
+
+def _cached_or_encoded_data(
+    spec: WanSpec,
+    clips: list[np.ndarray],
+    masks: list[np.ndarray] | None,
+    settings: TrainSettings,
+    prompt: str | None,
+    progress: Callable[[TrainProgress], None] | None,
+    checkpoint_dir: Path | None,
+    resume: bool,
+) -> _Data:
+    """A resume loads the data the interrupted run encoded (no "encode" progress then); otherwise, or
+    when that file was made from anything else, encode, and keep the result beside the checkpoints."""
+    checkpointing = checkpoint_dir is not None and settings.checkpoint_every > 0
+    if not (checkpointing or resume):
+        return _prepare_data(spec, clips, masks, settings, prompt, progress)
+    assert checkpoint_dir is not None
+    fingerprint = encoding_fingerprint(clips, masks, settings, prompt, spec.weight_hash)
+    cached = load_encoded(checkpoint_dir, fingerprint, spec.device) if resume else None
+    if cached is not None:
+        return _Data(latents=cached["latents"], augmented=cached.get("augmented"), text=cached["text"])
+    data = _prepare_data(spec, clips, masks, settings, prompt, progress)
+    if checkpointing and distributed.is_main():  # one writer, as for the checkpoints
+        tensors = {"latents": data.latents, "text": data.text}
+        if data.augmented is not None:
+            tensors["augmented"] = data.augmented
+        save_encoded(checkpoint_dir, fingerprint, tensors)
+    return data
 
 
 @torch.no_grad()

@@ -152,12 +152,23 @@ def rename(old: str, new: str, *, force: bool, library: Path | None = None) -> d
     return {"renamed": old, "to": new, "path": str(target)}
 
 
-def export(name: str, destination: Path | None, library: Path | None = None) -> dict[str, Any]:
-    """Pack an action into one .flash file (default: NAME.flash in the current folder)."""
+def export(
+    name: str,
+    destination: Path | None,
+    library: Path | None = None,
+    *,
+    export_format: Literal["flash", "diffusers"] = "flash",
+) -> dict[str, Any]:
+    """Pack an action into one .flash file (default: NAME.flash in the current folder), or with format
+    "diffusers" write its LoRA alone as a safetensors file for diffusers (default: NAME.safetensors)."""
     from flashcli.library import EXPORT_SUFFIX, Library
 
+    if export_format == "diffusers":
+        from flashcli.workflows.diffusers_export import export_diffusers
+
+        return export_diffusers(name, destination, library)
     written = Library.open(library).export(name, destination or Path(f"{name}{EXPORT_SUFFIX}"))
-    return {"exported": name, "file": str(written)}
+    return {"exported": name, "file": str(written), "format": "flash"}
 
 
 def import_(source: Path, *, name: str | None, force: bool, library: Path | None = None) -> dict[str, Any]:

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flashcli.errors import UserError
 from flashcli.workflows.outputs import plan_outputs, requested_format, write_output
-from flashcli.workflows.plan import AnimatePlan, BaseShape, base_shape, open_base, plan_animate
+from flashcli.workflows.plan import (
+    AnimatePlan,
+    BaseShape,
+    animate_memory,
+    base_shape,
+    memory_advice,
+    open_base,
+    plan_animate,
+)
 from flashcli.workflows.report import QUIET, Reporter
 
 if TYPE_CHECKING:
@@ -75,21 +83,30 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
         names = ", ".join(f"'{name}'" for name in {m.base_hash: m.name for m in manifests}.values())
         raise UserError(f"Actions {names} were learned on different bases; animate them in separate calls.")
     check_strengths(refs)
-    prompt = next((m.prompt for m in manifests if m.prompt), None)
+    config, prompt = prompt_choice(config, manifests)
     shape = base_shape(source)
     unset = {key: getattr(config, key) is None and first is None for key in ("frames", "size", "fps")}
     plan = None
     if shape is not None and shape.supplies(**unset):
         plan = plan_animate(preset, config, shape, first, prompt, flags)  # a bad shape fails before loading
-    spec = open_base(source, config.device)
+    memory = animate_memory(source, config.device, plan) if plan is not None else None
+    if memory is not None:
+        reporter.note(memory.note())  # before the weights load: a run that cannot fit is refused in seconds
+    with memory_advice(memory, "animate"):
+        spec = open_base(source, config.device, memory)
     plan = plan or plan_animate(preset, config, BaseShape.of(spec), first, prompt, flags)
+    plan = negative_prompt_used(plan, spec)
+    # Every prompt the photos need is encoded now; the text encoder's memory then goes to sampling.
+    spec.release_text_encoder([plan.sample.prompt, plan.sample.negative_prompt])
     adapters = load_adapters(refs, spec)
     action_ded, decoder = choose_ded(refs, spec, use_ded=plan.sample.use_ded, reporter=reporter)
     decoder = {**decoder, "chosen_by": decoder_source}
     results = []
     for photo, image, out in zip(request.photos, images, outputs, strict=True):
-        video = animate_one(spec, image, adapters, plan, photo.name, action_ded, reporter)
-        results.append(write_output(out, video, photo, refs, spec, source, plan, decoder))
+        with memory_advice(memory, "animate"):
+            video = animate_one(spec, image, adapters, plan, photo.name, action_ded, reporter)
+        record = write_output(out, video, photo, refs, spec, source, plan, decoder)
+        results.append(record if memory is None else {**record, "memory": memory.as_dict()})
     return results
 
 
@@ -100,6 +117,27 @@ def _flags(request: AnimateRequest) -> dict[str, Any]:
     if request.flags.get("use_ded") is not None:  # the flag overrides the table's use_ded
         flags["core"] = {"use_ded": request.flags["use_ded"]}
     return flags
+
+
+def prompt_choice(config: AnimateConfig, learned: list[ActionManifest]) -> tuple[AnimateConfig, str | None]:
+    """The prompt, and the config with its negative prompt: each as the actions recorded them (the first
+    that did), so that animate samples as the preview did; --negative-prompt or the [animate] table's wins.
+    No action recorded a negative prompt (older manifests): the base's, in the sampler."""
+    prompt = next((m.prompt for m in learned if m.prompt), None)
+    negative = next((m.negative_prompt for m in learned if m.negative_prompt is not None), None)
+    chosen = config.negative_prompt is not None or "negative_prompt" in config.core
+    if negative is None or chosen:
+        return config, prompt
+    return config.model_copy(update={"negative_prompt": negative}), prompt
+
+
+def negative_prompt_used(plan: AnimatePlan, spec: WanSpec) -> AnimatePlan:
+    """The plan with the negative prompt the sampler will use on this base spelled out (None: it does
+    not guide), so the sidecar records it."""
+    from flashcli.core.sampler import negative_prompt
+
+    sample = plan.sample.model_copy(update={"negative_prompt": negative_prompt(spec, plan.sample)})
+    return replace(plan, sample=sample)
 
 
 def decoder_default(

@@ -13,8 +13,8 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,8 @@ from flashcli.workflows.plan import (
     LearnPlan,
     base_shape,
     base_source,
-    memory_note,
+    learn_memory,
+    memory_advice,
     open_base,
     plan_learn,
 )
@@ -67,6 +68,7 @@ class Learned:
     library: Path
     manifest: ActionManifest
     warnings: list[str]
+    memory: dict[str, Any] | None = None  # the preflight's memory rung and plan (None: not planned)
 
     def summary(self) -> dict[str, Any]:
         """What `flash learn --json` prints."""
@@ -79,6 +81,7 @@ class Learned:
             "preview": str(self.path / "preview.gif"),
             "manifest": self.manifest.model_dump(mode="json", exclude={"losses"}),
             "warnings": self.warnings,
+            "memory": self.memory,
         }
 
 
@@ -104,6 +107,10 @@ def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
     check_action_name(request.action)
     flags = dict(request.flags)
     preset, config, animate_table = resolve_learn(request.preset, flags)
+    batch_size, batch_from_flag = config.core_choices().get("batch_size"), flags.get("batch_size") is not None
+    check_batch_split(preset, batch_size, from_flag=batch_from_flag)
+    if not is_main_process():
+        reporter = QUIET  # rank 0 speaks for all the processes a launcher started
     shape = base_shape(config.base)
     plan = None
     if shape is not None and shape.supplies(frames=config.frames is None, size=config.size is None):
@@ -120,14 +127,19 @@ def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
         probe_clip(path)  # a broken clip fails in a second, not after the base has loaded
     still = read_image(request.preview_photo) if request.preview_photo is not None else None
 
-    if plan is not None and (memory := memory_note(config.base, config.device, plan.train)) is not None:
-        reporter.note(memory)  # before the weights load: a run that cannot fit is seen in seconds
-    spec = open_base(config.base, config.device)
+    memory = learn_memory(config.base, config.device, plan.train) if plan is not None else None
+    if memory is not None:
+        reporter.note(memory.note())  # before the weights load: a run that cannot fit is refused in seconds
+    join_processes(config.device)
+    with memory_advice(memory, "learn"):
+        spec = open_base(config.base, config.device, memory)
     plan = plan or plan_learn(preset, config, animate_table, BaseShape.of(spec), flags)
     check_ded_finetune(spec, plan.train, from_flag=flags.get("ded_steps") is not None)
     report = run_preflight(clip_paths, plan.frames, plan.size, plan.config.crop, plan.retime_fps)
     reporter.clips(report, plan.frames, plan.size, plan.config.crop)
-    return _train_and_save(lib, request, plan, spec, report, still, reporter)
+    with memory_advice(memory, "learn"):
+        learned = _train_and_save(lib, request, plan, spec, report, still, reporter)
+    return replace(learned, memory=None if memory is None else memory.as_dict())
 
 
 def check_ded_finetune(spec: WanSpec, settings: TrainSettings, *, from_flag: bool) -> None:
@@ -135,6 +147,90 @@ def check_ded_finetune(spec: WanSpec, settings: TrainSettings, *, from_flag: boo
     if settings.ded_finetune_steps and spec.ded is None:
         where = "drop --ded-steps" if from_flag else "remove the DED fine-tuning steps from the preset"
         raise UserError(f"Base '{spec.base_id}' has no Detail Enhancement Decoder to fine-tune; {where}.")
+
+
+# -- several processes (`accelerate launch -m flashcli learn ...`) ------------------------------------------
+
+
+def is_main_process() -> bool:
+    """Whether this process writes (the library, checkpoints, the result): always, without a launcher."""
+    from flashcli.core import distributed
+
+    return distributed.is_main()
+
+
+def check_batch_split(preset: str, batch_size: int | None, *, from_flag: bool) -> None:
+    """Each process computes an equal share of every batch: the batch must divide by their number."""
+    from flashcli.core import distributed
+    from flashcli.core.settings import TrainSettings
+
+    world = distributed.world_size()
+    batch = batch_size if batch_size is not None else TrainSettings.model_fields["batch_size"].default
+    if batch % world == 0:
+        return
+    fix = (
+        f"pass a --batch-size that is a multiple of {world}"
+        if from_flag
+        else f"set batch_size in the [learn.core] table of preset '{preset}' to a multiple of {world}"
+    )
+    raise UserError(
+        f"Batch size {batch} does not split over the {world} processes the launcher started; {fix}, "
+        "or launch a number of processes that divides it."
+    )
+
+
+def join_processes(device: str) -> None:
+    """Under a launcher, join the other processes before the base loads (on CUDA each takes its GPU)."""
+    from flashcli.core import distributed
+    from flashcli.core.devices import resolve_device
+
+    if distributed.world_size() == 1:
+        return
+    try:
+        chosen = resolve_device(device)
+    except ValueError:
+        return  # a device this machine lacks: open_base says so in a sentence
+    distributed.start(chosen)
+
+
+@contextmanager
+def peers_lost_said() -> Iterator[None]:
+    """Under a launcher, another process that stops (out of memory, killed) ends this one's training:
+    say so in a sentence; that process printed its own error."""
+    from flashcli.core.distributed import PeerLost
+
+    try:
+        yield
+    except PeerLost:
+        raise UserError(
+            "Another process of this launch stopped (its error is above), so training cannot go on and the "
+            "action was not saved; fix that and rerun the same command, with --resume to continue from "
+            "its last checkpoint."
+        ) from None
+
+
+def _train_alongside(
+    lib: Library, request: LearnRequest, plan: LearnPlan, spec: WanSpec, report: Preflight
+) -> Learned:
+    """A process other than rank 0: train its share of every batch, write nothing, wait for rank 0 to
+    save the action (or fail: the launcher then stops this one), and return what rank 0 saved."""
+    from flashcli.core import distributed
+    from flashcli.core.trainer import train_adapter
+
+    spec.release_text_encoder([plan.config.prompt])  # training's prompt only: rank 0 renders the preview
+    with peers_lost_said():
+        train_adapter(
+            spec,
+            report.videos,
+            plan.train,
+            prompt=plan.config.prompt,
+            # Read to resume (rank 0 checked it is this run's), never written here.
+            checkpoint_dir=lib.checkpoint_dir(request.action),
+            resume=request.resume,
+        )
+        distributed.barrier()
+    path = lib.action_dir(request.action)
+    return Learned(request.action, path, lib.root, lib.manifest(request.action), report.warnings)
 
 
 def _train_and_save(
@@ -146,8 +242,11 @@ def _train_and_save(
     still: np.ndarray | None,
     reporter: Reporter,
 ) -> Learned:
+    from flashcli.core import distributed
     from flashcli.files import write_text_atomic
 
+    if not distributed.is_main():
+        return _train_alongside(lib, request, plan, spec, report)
     action, checkpoints = request.action, lib.checkpoint_dir(request.action)
     fingerprint = run_fingerprint(report, plan.train, spec)
     with lib.writing(action, force=request.force) as staging:  # holds the action's lock: checkpoints are ours
@@ -156,8 +255,8 @@ def _train_and_save(
         write_text_atomic(checkpoints / "run.json", fingerprint)
         # Every prompt the run needs (training, the preview and its negative) is encoded now; the text
         # encoder's memory then goes to training.
-        spec.release_text_encoder([plan.config.prompt, plan.preview.negative_prompt])
-        with reporter.steps("learn", plan.train.steps) as progress:
+        spec.release_text_encoder([plan.config.prompt, preview_negative_prompt(spec, plan)])
+        with reporter.steps("learn", plan.train.steps) as progress, peers_lost_said():
             weights = train_action(
                 spec,
                 report.videos,
@@ -172,6 +271,8 @@ def _train_and_save(
             target = staging.commit(force=request.force)
             reporter.saved(f"action '{action}' ({target})")
         shutil.rmtree(checkpoints, ignore_errors=True)
+    with suppress(distributed.PeerLost):  # the action is saved, whatever became of the others
+        distributed.barrier()  # the other processes may finish now
     return Learned(action, target, lib.root, manifest, report.warnings)
 
 
@@ -267,6 +368,39 @@ def interrupts_held() -> Iterator[None]:
 # -- staging the action ---------------------------------------------------------------------------------
 
 
+def preview_negative_prompt(spec: WanSpec, plan: LearnPlan) -> str | None:
+    """What the preview's guidance steers away from (the preset's, else the base's); None: no guidance."""
+    from flashcli.core.sampler import negative_prompt
+
+    return negative_prompt(spec, plan.preview)
+
+
+def preview_still(
+    spec: WanSpec, plan: LearnPlan, report: Preflight, photo: np.ndarray | None
+) -> tuple[np.ndarray, str]:
+    """The still the preview animates and its source, for the manifest: --preview-photo when given; for a
+    diffusers folder, a real frame no clip contains (a FigureWorld figure is far from what such a base
+    knows, so its preview would mislead); else a held-out FigureWorld still, which the tiny base knows."""
+    from flashcli.video import fit_image
+
+    if photo is not None:
+        return fit_image(photo, plan.train.frame_size, plan.config.crop), "--preview-photo"
+    if "pipeline" in spec.meta:
+        return mirrored_first_frame(Path(report.records[0].path), plan)
+    return held_out_still(plan.train.frame_size, plan.train.seed)
+
+
+def mirrored_first_frame(clip: Path, plan: LearnPlan) -> tuple[np.ndarray, str]:
+    """Frame 0 of `clip`, fitted as training fits frames and mirrored left-right: the user's kind of
+    picture, yet no clip holds it (training samples frames as they are; augmentation never flips)."""
+    import numpy as np
+
+    from flashcli.video import sample_clip
+
+    frame = sample_clip(clip, 1, plan.train.frame_size, plan.config.crop).frames[0]
+    return np.ascontiguousarray(frame[:, ::-1]), f"clip:{clip.name}:frame0:mirrored"
+
+
 def held_out_still(size: tuple[int, int], seed: int) -> tuple[np.ndarray, str]:
     """A photo no training clip contains: frame 0 of a FigureWorld figure with an unseen appearance,
     rendered square at the longer side and centre-cropped to (width, height)."""
@@ -285,7 +419,7 @@ def stage_action(
     report: Preflight,
     plan: LearnPlan,
     weights: LearnedWeights,
-    preview_still: np.ndarray | None,
+    photo: np.ndarray | None,
     reporter: Reporter = QUIET,
 ) -> ActionManifest:
     """Write adapter, DED weights (if fine-tuned), preview and manifest into the staging folder;
@@ -293,17 +427,13 @@ def stage_action(
     from flashcli.core.adapter import save_adapter
     from flashcli.core.sampler import animate_photo
     from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, PREVIEW_FILE, ActionManifest, write_manifest
-    from flashcli.video import file_hash, fit_image, write_video
+    from flashcli.video import file_hash, write_video
     from flashcli.workflows.outputs import versions
 
     result, settings = weights.adapter, plan.train
     save_adapter(folder / ADAPTER_FILE, result.adapter, result.metadata)
     ded_record, ded = stage_ded(folder, spec, weights.ded)
-    if preview_still is None:
-        still, preview_source = held_out_still(settings.frame_size, settings.seed)
-    else:
-        still = fit_image(preview_still, settings.frame_size, plan.config.crop)
-        preview_source = "--preview-photo"
+    still, preview_source = preview_still(spec, plan, report, photo)
     # The preview decodes as `animate` will by default: without detail enhancement, the plain decoder.
     preview = plan.preview.model_copy(update={"use_ded": settings.align.detail_enhance})
     with reporter.steps("preview", preview.steps) as progress:
@@ -322,6 +452,7 @@ def stage_action(
     manifest = ActionManifest(
         name=action,
         prompt=plan.config.prompt,
+        negative_prompt=preview_negative_prompt(spec, plan),
         base=spec.base_id,
         base_source=base_source(plan.config.base),
         base_hash=spec.weight_hash,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from flashcli.config import AnimateConfig, LearnConfig
 from flashcli.core.pipelines import pipeline_kind
 from flashcli.core.settings import SampleSettings, TrainSettings
-from flashcli.errors import UserError
+from flashcli.errors import UserError, out_of_memory
 
 if TYPE_CHECKING:
+    from flashcli.core.memory_plan import MemoryChoice
     from flashcli.core.specs.wan import WanSpec
     from flashcli.library import ActionManifest
 
@@ -114,32 +116,111 @@ def base_shape(source: str) -> BaseShape | None:
     return None
 
 
-def memory_note(source: str, device: str, train: TrainSettings) -> str | None:
-    """The planned peak GPU memory of this learn run (`flashcli.core.memory_plan`, from the base's configs,
-    no weights), said before the weights load; None off CUDA, where there is no card to fill."""
+def gpu_capacity(device: str) -> int | None:
+    """Bytes of GPU memory a run may fill: FLASH_GPU_MEMORY_GIB when set (tests, or to leave room for
+    another program: the memory ladder then runs on any device), else the CUDA device's free memory
+    (torch.cuda.mem_get_info); None off CUDA, where there is no card to fill."""
+    from flashcli.core.devices import memory_limit_gib
+
+    try:
+        gib = memory_limit_gib()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if gib is not None:
+        return int(gib * 2**30)
     from flashcli.core.devices import resolve_device
 
     try:
         resolved = resolve_device(device)
     except ValueError:  # no such device: open_base says so in its own sentence
         return None
-    if resolved.type != "cuda" or source == "tiny":
+    if resolved.type != "cuda":
         return None
     import torch
 
+    return int(torch.cuda.mem_get_info(resolved)[0])
+
+
+def _memory_inputs(source: str, device: str) -> tuple[int, Any, str] | None:
+    """(capacity, the folder's configs, precision) when the ladder applies: a diffusers folder and a
+    known capacity; else None."""
+    folder = _base_folder(source)
+    if source == "tiny" or not (folder / "model_index.json").is_file():
+        return None
+    capacity = gpu_capacity(device)
+    if capacity is None:
+        return None
+    from flashcli.core import memory_plan
+    from flashcli.core.devices import resolve_device
+
+    try:
+        on_cuda = resolve_device(device).type == "cuda"
+    except ValueError:
+        return None
+    return capacity, memory_plan.BaseConfigs.from_folder(folder), "bf16" if on_cuda else "fp32"
+
+
+def _chosen(choice: MemoryChoice) -> MemoryChoice:
+    if choice.rung is None:
+        raise UserError(choice.refusal())
+    return choice
+
+
+def learn_memory(source: str, device: str, train: TrainSettings) -> MemoryChoice | None:
+    """The memory rung this learn run uses (`core.memory_plan.LADDER`), chosen from the base's configs and
+    the GPU's capacity before any weight loads; None when there is nothing to choose (no diffusers folder,
+    no GPU). No rung fits: UserError naming the estimate, the capacity and what to change."""
+    inputs = _memory_inputs(source, device)
+    if inputs is None:
+        return None
+    from functools import partial
+
     from flashcli.core import memory_plan
 
-    configs = memory_plan.BaseConfigs.from_folder(_base_folder(source))
-    plan = memory_plan.plan_learn(configs, memory_plan.learn_run(train), copies=train.augment_copies)
-    return memory_plan.describe_plan(plan, torch.cuda.get_device_properties(resolved).total_memory)
+    capacity, configs, precision = inputs
+    weights = memory_plan._Weights.of(configs, precision)
+    planner = partial(memory_plan.plan_learn, configs, copies=train.augment_copies, weights=weights)
+    run = memory_plan.learn_run(train, precision)
+    steps = memory_plan.shape_steps(configs)
+    return _chosen(memory_plan.choose_rung("learn", planner, run, capacity, steps))
 
 
-def open_base(source: str, device: str) -> WanSpec:
-    """Load a base ('tiny' or a folder) on `device`; a bad choice is the user's to fix."""
+def animate_memory(source: str, device: str, plan: AnimatePlan) -> MemoryChoice | None:
+    """As `learn_memory`, for an animate run (its text encoder is freed once the prompts are encoded)."""
+    inputs = _memory_inputs(source, device)
+    if inputs is None:
+        return None
+    from functools import partial
+
+    from flashcli.core import memory_plan
+
+    capacity, configs, precision = inputs
+    planner = partial(memory_plan.plan_animate, configs, weights=memory_plan._Weights.of(configs, precision))
+    width, height = plan.size
+    run = memory_plan.animate_run(plan.frames, width, height, plan.sample.guidance > 1.0, precision)
+    steps = memory_plan.shape_steps(configs)
+    return _chosen(memory_plan.choose_rung("animate", planner, run, capacity, steps))
+
+
+@contextmanager
+def memory_advice(choice: MemoryChoice | None, command: str) -> Iterator[None]:
+    """Out of GPU memory in here: exit 2 naming the smaller settings the plan says fit (UserError)."""
+    try:
+        yield
+    except Exception as error:
+        sentence = out_of_memory(error, command, choice.fitting if choice is not None else None)
+        if sentence is None:
+            raise
+        raise UserError(sentence) from None
+
+
+def open_base(source: str, device: str, memory: MemoryChoice | None = None) -> WanSpec:
+    """Load a base ('tiny' or a folder) on `device`, with the preflight's memory rung; a bad choice is the
+    user's to fix."""
     from flashcli.core import specs
 
     try:
-        return specs.load_base(source, device=device)
+        return specs.load_base(source, device=device, memory=None if memory is None else memory.rung)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(f"Cannot use base '{source}' on device '{device}': {error}.") from None
 
@@ -285,7 +366,8 @@ def plan_learn(
     if config.gradient_checkpointing is None and "gradient_checkpointing" not in config.core:
         config = config.model_copy(update={"gradient_checkpointing": shape.checkpointing})
     train = config.train_settings(frames, width, height)
-    preview = SampleSettings(steps=config.preview_steps, seed=train.seed, prompt=config.prompt)
+    prompts = {"prompt": config.prompt, "negative_prompt": config.negative_prompt}
+    preview = SampleSettings(steps=config.preview_steps, seed=train.seed, **prompts)
     return LearnPlan(preset, config, train, preview, animate_table, shape.retime_fps)
 
 

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 
 from flashcli.core.pipelines import pipeline_kind
-from flashcli.core.specs.wan import BASE_META_DEFAULTS, WanSpec, hash_weight_files, read_base_meta
+from flashcli.core.specs.wan import (
+    BASE_META_DEFAULTS,
+    MemoryRung,
+    WanSpec,
+    hash_weight_files,
+    read_base_meta,
+)
 from flashcli.files import atomic_folder
 
 __all__ = ["WanSpec", "load_base", "save_base", "tiny_base_folder", "BASE_META_DEFAULTS"]
@@ -32,8 +38,10 @@ def load_base(
     base: str | Path = "tiny",
     device: str | torch.device = "auto",
     dtype: torch.dtype | None = None,
+    memory: MemoryRung | None = None,
 ) -> WanSpec:
-    """Load a base by name ("tiny") or folder and return its spec, ready on `device`."""
+    """Load a base by name ("tiny") or folder and return its spec, ready on `device`; a diffusers folder with
+    the preflight's `memory` rung applied as its parts go to the device."""
     from flashcli.core.devices import default_dtype, resolve_device
 
     torch_device = resolve_device(device)
@@ -49,7 +57,7 @@ def load_base(
     if (folder / "flash_base.json").is_file():
         return _load_flash_folder(folder, torch_device, torch_dtype)
     if (folder / "model_index.json").is_file():
-        return _load_diffusers_folder(folder, torch_device, torch_dtype)
+        return _load_diffusers_folder(folder, torch_device, torch_dtype, memory)
     raise FileNotFoundError(
         f"{folder} holds neither flash_base.json nor model_index.json, so it is not a base"
     )
@@ -116,7 +124,9 @@ def _load_flash_folder(folder: Path, device: torch.device, dtype: torch.dtype) -
     )
 
 
-def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> WanSpec:
+def _load_diffusers_folder(
+    folder: Path, device: torch.device, dtype: torch.dtype, memory: MemoryRung | None = None
+) -> WanSpec:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     for part in ("transformer", "vae", "text_encoder", "tokenizer"):
@@ -143,7 +153,16 @@ def _load_diffusers_folder(folder: Path, device: torch.device, dtype: torch.dtyp
         if shift:
             meta["flow_shift"] = float(shift)
     return _assemble_spec(
-        folder, base_id, meta, transformer, vae, device, dtype, text_encoder=text_encoder, tokenizer=tokenizer
+        folder,
+        base_id,
+        meta,
+        transformer,
+        vae,
+        device,
+        dtype,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        memory=memory,
     )
 
 
@@ -160,6 +179,7 @@ def _assemble_spec(
     action_text: Mapping[str, torch.Tensor] | None = None,
     text_encoder: Any = None,
     tokenizer: Any = None,
+    memory: MemoryRung | None = None,
 ) -> WanSpec:
     """A spec for loaded parts: named by its transformer's weight hash, with the DED if one ships."""
     spec = WanSpec(
@@ -175,6 +195,7 @@ def _assemble_spec(
         folder=folder,
         device=device,
         dtype=dtype,
+        memory=memory,
     )
     spec.ded = _load_ded(folder, spec)
     return spec

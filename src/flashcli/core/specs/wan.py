@@ -12,10 +12,20 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from einops import repeat
+
+
+class MemoryRung(Protocol):
+    """What a spec applies of the preflight's memory rung (`core.memory_plan.MemoryRung`; a protocol here,
+    as memory_plan reaches the specs through the trainer)."""
+
+    text_encoder_cpu: bool
+    vae_tiling: bool
+    fp8_denoiser: bool
+
 
 # What every flash base folder's flash_base.json holds when the saver does not say otherwise.
 BASE_META_DEFAULTS: dict[str, Any] = {
@@ -74,6 +84,15 @@ def hash_state_dict(state: Mapping[str, torch.Tensor]) -> str:
 # diffusers' AutoencoderKLWan encodes frame 0, then chunks of this many frames (see frame_step).
 ENCODER_CHUNK_FRAMES = 4
 
+# What a diffusers folder's classifier-free guidance steers away from unless a run names its own
+# negative prompt. Wan's own pipelines sample against such a list of defects; this is flash's wording.
+DIFFUSERS_NEGATIVE_PROMPT = (
+    "static image, frozen or jerky motion, flickering, blurry, out of focus, low quality, low resolution, "
+    "compression artifacts, grainy noise, overexposed, dull grey colors, distorted body, deformed face, "
+    "malformed hands, extra or fused fingers, extra limbs, missing limbs, twisted joints, duplicated "
+    "person, crowded background, text, subtitles, captions, watermark, logo"
+)
+
 
 class WanSpec:
     """Everything the trainer, sampler and CLI need to know about one Wan-architecture base."""
@@ -96,6 +115,7 @@ class WanSpec:
         folder: Path | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
+        memory: MemoryRung | None = None,
     ) -> None:
         self.base_id = base_id
         self.meta: dict[str, Any] = {**BASE_META_DEFAULTS, **dict(meta or {})}
@@ -103,14 +123,20 @@ class WanSpec:
         self.device = device or next(transformer.parameters()).device
         # Load-time dtype is kept (from_pretrained(torch_dtype=...) keeps norms in fp32); only move devices.
         self.dtype = dtype or transformer.patch_embedding.weight.dtype
+        # The preflight's memory rung (`core.memory_plan.LADDER`; None: every part on `device` as loaded).
+        self.memory = memory
+        if memory is not None and memory.fp8_denoiser:
+            self._store_in_fp8(transformer)  # before the move: only the fp8 bytes reach the GPU
         self.transformer = transformer.to(self.device).eval().requires_grad_(False)
         # The VAE stays fp32: it runs once per clip and its precision shows directly in the pixels.
         if vae.dtype != torch.float32:
             raise ValueError(f"the VAE of base {base_id!r} must be float32, got {vae.dtype}")
         self.vae = vae.to(self.device).eval().requires_grad_(False)
+        if memory is not None and memory.vae_tiling:
+            self.vae.enable_tiling()  # encode and decode tile by tile: the working set of one tile
         self.text_encoder = text_encoder
         if text_encoder is not None:
-            self.text_encoder = text_encoder.to(self.device).eval().requires_grad_(False)
+            self.text_encoder = text_encoder.to(self.text_device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.ded = ded
         self._check_components(null_text)
@@ -188,6 +214,33 @@ class WanSpec:
         """The base's default share of fresh noise per sampling step (0: the Euler ODE). A small base
         whose Euler samples break bodies into specks can ship 1 (ancestral), which keeps them whole."""
         return float(self.meta.get("sampler_eta", 0.0))
+
+    @property
+    def negative_prompt(self) -> str:
+        """The base's default negative prompt (`SampleSettings.negative_prompt` None): flash_base.json's
+        `negative_prompt` if it has one, else flash's list of video defects for a diffusers folder, else
+        none. A base without a text encoder never guides, so it never reads this."""
+        if "negative_prompt" in self.meta:
+            return str(self.meta["negative_prompt"])
+        return DIFFUSERS_NEGATIVE_PROMPT if "pipeline" in self.meta else ""
+
+    @property
+    def text_device(self) -> torch.device:
+        """Where the text encoder runs: the CPU when the memory rung keeps it off the GPU."""
+        on_cpu = self.memory is not None and self.memory.text_encoder_cpu
+        return torch.device("cpu") if on_cpu else self.device
+
+    def _store_in_fp8(self, transformer: torch.nn.Module) -> None:
+        """Store the denoiser's layers in fp8, each upcast to the spec's dtype for its forward (diffusers'
+        layerwise casting, with its default skips: embeddings, norms, the fp32 modules, PEFT layers).
+
+        peft sizes a new adapter's LoRA by the dtype of the layer it wraps, and would make it fp8 here; it
+        reads a layer's `compute_dtype` first (as for bitsandbytes layers), so LoRA stays in compute dtype."""
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        for module in transformer.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, torch.Tensor) and weight.dtype == torch.float8_e4m3fn:
+                module.compute_dtype = self.dtype
 
     @property
     def has_text(self) -> bool:
@@ -344,12 +397,12 @@ class WanSpec:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        mask = tokens.attention_mask.to(self.device)
-        hidden = self.text_encoder(tokens.input_ids.to(self.device), mask).last_hidden_state
+        mask = tokens.attention_mask.to(self.text_device)
+        hidden = self.text_encoder(tokens.input_ids.to(mask.device), mask).last_hidden_state
         length = int(mask.sum())
         embeds = torch.zeros_like(hidden)
         embeds[:, :length] = hidden[:, :length]
-        return embeds.to(self.dtype)
+        return embeds.to(self.device, self.dtype)
 
     # ----- one denoising forward -------------------------------------------------------------------
 
