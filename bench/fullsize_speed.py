@@ -41,6 +41,7 @@ import torch
 # Wan 2.2 TI2V-5B as published (transformer/ and vae/ config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers);
 # the constants live with the memory plan, which computes from the same configs.
 from flashcli.core.memory_plan import TEXT_TOKENS, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
+from flashcli.core.time_plan import measured_matmul_tflops  # the preflight's measurement, the MFU denominator
 
 # The same structure, small enough to run on a laptop CPU in seconds: checks the path, not the speed.
 SMOKE_TRANSFORMER = {
@@ -176,21 +177,6 @@ def peak_gib(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**30
-
-
-def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
-    """The dense matmul throughput this device reaches (TFLOP/s): the MFU denominator, measured."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    seconds = (time.perf_counter() - started) / repeats
-    return 2 * size**3 / seconds / 1e12
 
 
 def random_clips(count: int, frames: int, size: int, seed: int) -> list[np.ndarray]:

@@ -10,6 +10,8 @@ Shapes are FRAMESxWIDTHxHEIGHT. Every row is one setting: gradient checkpointing
 encoder kept on the GPU for the whole run, freed once the prompt is encoded, or left on the CPU, the VAE
 whole or tiled; LoRA rank 16 on attn1, the default variant (two denoiser graphs per step, four
 Correspondence Align blocks), bf16. "yes/no" per card: learn fits / animate fits, reserve included.
+A last table gives the model TFLOP of one training step and one sampling step per ladder shape, as the
+preflight's time estimate counts them (`flashcli.core.time_plan`).
 """
 
 from __future__ import annotations
@@ -155,6 +157,49 @@ def ladder_markdown(rows: list[dict[str, Any]]) -> str:
             for card in cards
         ]
         lines.append(f"| {shape} | {command} | {needs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----- the time plan: model FLOPs per step ------------------------------------------------------------
+
+
+def flops_rows() -> list[dict[str, Any]]:
+    """Per ladder shape: TFLOP of one `flash learn` step (the default variant's passes, checkpointing on)
+    and of one `flash animate` denoising step (with guidance), as `core.time_plan` plans them."""
+    from flashcli.core import time_plan
+    from flashcli.core.settings import AlignSettings
+
+    transformer, vae = mp.WAN22_TI2V_5B_TRANSFORMER, mp.WAN22_VAE
+    passes = time_plan.learn_passes(AlignSettings())
+    rows = []
+    for frames, width, height in LADDER_SHAPES:
+        tokens = time_plan.video_tokens(transformer, vae, frames, width, height)
+        forward = time_plan.denoiser_pass_flops(transformer, tokens, mp.TEXT_TOKENS)
+        step = time_plan.training_step_flops(transformer, tokens, mp.TEXT_TOKENS, passes, checkpointing=True)
+        rows.append(
+            {
+                "shape": f"{frames}x{width}x{height}",
+                "tokens": tokens,
+                "forward_tflop": forward / 1e12,
+                "training_step_tflop": step / 1e12,
+                "passes": passes,
+                "sampling_step_tflop": time_plan.sampling_step_flops(forward, guidance=True) / 1e12,
+            }
+        )
+    return rows
+
+
+def flops_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| shape | tokens | TFLOP per forward | per training step | per sampling step |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['shape']} | {row['tokens']:,} | {row['forward_tflop']:.0f} | "
+            f"{row['training_step_tflop']:.0f} ({row['passes']} passes, checkpointing) | "
+            f"{row['sampling_step_tflop']:.0f} (guidance) |"
+        )
     return "\n".join(lines)
 
 
@@ -386,9 +431,12 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
     ladder = ladder_rows(weights)
     out("")
     out(ladder_markdown(ladder))
+    flops = flops_rows()
+    out("")
+    out(flops_markdown(flops))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        document = {"weights": weights_line(weights), "rows": rows, "ladder": ladder}
+        document = {"weights": weights_line(weights), "rows": rows, "ladder": ladder, "flops": flops}
         args.json.write_text(json.dumps(document, indent=1) + "\n")
     return 0
 

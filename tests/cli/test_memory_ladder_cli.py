@@ -139,3 +139,32 @@ def test_the_chosen_rung_is_applied_and_the_run_still_learns_and_animates(
     assert "GPU memory:" in _message(animated) and out.is_file()
     assert json.loads(animated.stdout)["outputs"][0]["memory"]["rung"] is not None
     assert loaded[1].text_encoder is None and loaded[1].has_text  # released once the prompts were encoded
+
+
+def test_the_time_estimate_is_printed_before_the_weights_load_only_with_a_throughput(
+    job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASH_GPU_MEMORY_GIB", "64")
+    monkeypatch.setattr("flashcli.workflows.learn.open_base", _never)
+    without = CliRunner().invoke(app, job["learn"])
+    assert "GPU memory:" in _message(without) and "Time:" not in _message(without)  # a CPU: not measured
+    monkeypatch.setenv("FLASH_GPU_TFLOPS", "400")
+    planned = CliRunner().invoke(app, job["learn"])
+    assert "Time: under a minute for 1 step (planned at 35% of the measured 400 TFLOP/s)" in _message(planned)
+    monkeypatch.setenv("FLASH_GPU_TFLOPS", "fast")
+    refused = CliRunner().invoke(app, job["learn"])
+    assert refused.exit_code == 2 and "FLASH_GPU_TFLOPS='fast' is not a number of TFLOP/s" in _message(
+        refused
+    )
+
+
+@pytest.mark.slow
+def test_learn_json_carries_the_time_estimate(job: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASH_GPU_MEMORY_GIB", "64")
+    monkeypatch.setenv("FLASH_GPU_TFLOPS", "0.000001")  # a millionth of a GPU: the tiny run plans in minutes
+    learned = CliRunner().invoke(app, [*job["learn"], "--json"])
+    assert learned.exit_code == 0, learned.output
+    assert "for 1 step (planned at 35% of the measured 1e-06 TFLOP/s)" in _message(learned)
+    planned = json.loads(learned.stdout)["time"]
+    assert planned["steps"] == 1 and planned["measured_tflops"] == 1e-06 and planned["utilisation"] == 0.35
+    assert planned["seconds"] > 60 and planned["tflop"] > planned["tflop_per_step"] > 0

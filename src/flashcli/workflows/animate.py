@@ -16,6 +16,7 @@ from flashcli.workflows.plan import (
     AnimatePlan,
     BaseShape,
     animate_memory,
+    animate_time,
     base_shape,
     memory_advice,
     open_base,
@@ -92,6 +93,9 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
     memory = animate_memory(source, config.device, plan) if plan is not None else None
     if memory is not None:
         reporter.note(memory.note())  # before the weights load: a run that cannot fit is refused in seconds
+    estimate = animate_time(source, config.device, plan, len(request.photos)) if plan is not None else None
+    if estimate is not None:
+        reporter.note(estimate.note())
     with memory_advice(memory, "animate"):
         spec = open_base(source, config.device, memory)
     plan = plan or plan_animate(preset, config, BaseShape.of(spec), first, prompt, flags)
@@ -106,7 +110,8 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
         with memory_advice(memory, "animate"):
             video = animate_one(spec, image, adapters, plan, photo.name, action_ded, reporter)
         record = write_output(out, video, photo, refs, spec, source, plan, decoder)
-        results.append(record if memory is None else {**record, "memory": memory.as_dict()})
+        record = record if memory is None else {**record, "memory": memory.as_dict()}
+        results.append(record if estimate is None else {**record, "time": estimate.as_dict()})
     return results
 
 

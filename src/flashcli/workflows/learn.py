@@ -25,6 +25,7 @@ from flashcli.workflows.plan import (
     base_shape,
     base_source,
     learn_memory,
+    learn_time,
     memory_advice,
     open_base,
     plan_learn,
@@ -69,6 +70,7 @@ class Learned:
     manifest: ActionManifest
     warnings: list[str]
     memory: dict[str, Any] | None = None  # the preflight's memory rung and plan (None: not planned)
+    time: dict[str, Any] | None = None  # the preflight's time estimate (None: not planned)
 
     def summary(self) -> dict[str, Any]:
         """What `flash learn --json` prints."""
@@ -82,6 +84,7 @@ class Learned:
             "manifest": self.manifest.model_dump(mode="json", exclude={"losses"}),
             "warnings": self.warnings,
             "memory": self.memory,
+            "time": self.time,
         }
 
 
@@ -130,6 +133,9 @@ def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
     memory = learn_memory(config.base, config.device, plan.train) if plan is not None else None
     if memory is not None:
         reporter.note(memory.note())  # before the weights load: a run that cannot fit is refused in seconds
+    estimate = learn_time(config.base, config.device, plan) if plan is not None else None
+    if estimate is not None:
+        reporter.note(estimate.note())
     join_processes(config.device)
     with memory_advice(memory, "learn"):
         spec = open_base(config.base, config.device, memory)
@@ -139,7 +145,8 @@ def learn(request: LearnRequest, reporter: Reporter = QUIET) -> Learned:
     reporter.clips(report, plan.frames, plan.size, plan.config.crop)
     with memory_advice(memory, "learn"):
         learned = _train_and_save(lib, request, plan, spec, report, still, reporter)
-    return replace(learned, memory=None if memory is None else memory.as_dict())
+    timing = None if estimate is None else estimate.as_dict()
+    return replace(learned, memory=None if memory is None else memory.as_dict(), time=timing)
 
 
 def check_ded_finetune(spec: WanSpec, settings: TrainSettings, *, from_flag: bool) -> None:

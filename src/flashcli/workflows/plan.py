@@ -30,6 +30,7 @@ from flashcli.errors import UserError, out_of_memory
 if TYPE_CHECKING:
     from flashcli.core.memory_plan import MemoryChoice
     from flashcli.core.specs.wan import WanSpec
+    from flashcli.core.time_plan import TimeEstimate
     from flashcli.library import ActionManifest
 
 # The longest clip and the size range flash takes on any base (the base narrows them to its shapes).
@@ -200,6 +201,71 @@ def animate_memory(source: str, device: str, plan: AnimatePlan) -> MemoryChoice 
     run = memory_plan.animate_run(plan.frames, width, height, plan.sample.guidance > 1.0, precision)
     steps = memory_plan.shape_steps(configs)
     return _chosen(memory_plan.choose_rung("animate", planner, run, capacity, steps))
+
+
+def _time_inputs(source: str, device: str) -> tuple[Any, float] | None:
+    """(the folder's configs, the GPU's TFLOP/s) when a time estimate applies: a diffusers folder and a
+    known throughput (FLASH_GPU_TFLOPS, else measured on CUDA); else None."""
+    folder = _base_folder(source)
+    if source == "tiny" or not (folder / "model_index.json").is_file():
+        return None
+    from flashcli.core import memory_plan, time_plan
+    from flashcli.core.devices import resolve_device
+
+    try:
+        tflops = time_plan.throughput_override()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if tflops is None:
+        try:
+            tflops = time_plan.gpu_tflops(resolve_device(device))
+        except ValueError:  # no such device: open_base says so in its own sentence
+            return None
+    if tflops is None:
+        return None
+    return memory_plan.BaseConfigs.from_folder(folder), tflops
+
+
+def learn_time(source: str, device: str, plan: LearnPlan) -> TimeEstimate | None:
+    """How long this learn run's steps and preview take (`core.time_plan`), planned before any weight
+    loads; None off CUDA without FLASH_GPU_TFLOPS, or for a base that is not a diffusers folder."""
+    inputs = _time_inputs(source, device)
+    if inputs is None:
+        return None
+    from flashcli.core import time_plan
+
+    configs, tflops = inputs
+    return time_plan.learn_estimate(
+        configs.transformer,
+        configs.vae,
+        configs.text_tokens,
+        plan.train,
+        tflops,
+        preview_steps=plan.preview.steps,
+        preview_guidance=plan.preview.guidance > 1.0,
+    )
+
+
+def animate_time(source: str, device: str, plan: AnimatePlan, videos: int) -> TimeEstimate | None:
+    """As `learn_time`, for `videos` videos of an animate run."""
+    inputs = _time_inputs(source, device)
+    if inputs is None:
+        return None
+    from flashcli.core import time_plan
+
+    configs, tflops = inputs
+    sample = plan.sample
+    return time_plan.animate_estimate(
+        configs.transformer,
+        configs.vae,
+        configs.text_tokens,
+        tflops,
+        frames=plan.frames,
+        size=plan.size,
+        steps=sample.steps,
+        guidance=sample.guidance > 1.0,
+        videos=videos,
+    )
 
 
 @contextmanager
