@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from flashcli.core.memory_plan import UMT5_XXL, WAN22_TI2V_5B_TRANSFORMER, WAN22_VAE
+
 # ----- the published values that are kept as they are ---------------------------------------------
 
 MODEL_INDEX: dict[str, Any] = {
@@ -82,56 +84,41 @@ WAN22_LATENTS_STD = [
 
 TEXT_DIM = 32  # UMT5 d_model and the transformer's text_dim (both 4096 in the real folder)
 
+# The published configs (`flashcli.core.memory_plan`) with only the widths shrunk: every other key is the
+# real folder's by construction.
 MINIATURE_TRANSFORMER: dict[str, Any] = {
+    **WAN22_TI2V_5B_TRANSFORMER,
     "patch_size": [1, 2, 2],
     "num_attention_heads": 2,  # 24
     "attention_head_dim": 16,  # 128
-    "in_channels": 48,
-    "out_channels": 48,
     "text_dim": TEXT_DIM,
     "freq_dim": 32,  # 256
     "ffn_dim": 64,  # 14336
     "num_layers": 2,  # 30
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
     "image_dim": None,
     "added_kv_proj_dim": None,
-    "rope_max_seq_len": 1024,
     "pos_embed_seq_len": None,
 }
 MINIATURE_VAE: dict[str, Any] = {
+    **WAN22_VAE,
     "base_dim": 4,  # 160
     "decoder_base_dim": 8,  # 256
-    "z_dim": 48,
-    "dim_mult": [1, 2, 4, 4],
-    "num_res_blocks": 2,
     "attn_scales": [],
-    "temperal_downsample": [False, True, True],
     "dropout": 0.0,
-    "is_residual": True,
-    "in_channels": 12,
-    "out_channels": 12,
-    "patch_size": 2,
-    "scale_factor_spatial": 16,
-    "scale_factor_temporal": 4,
     "latents_mean": WAN22_LATENTS_MEAN,
     "latents_std": WAN22_LATENTS_STD,
 }
 # Keys of the real vae/config.json that this diffusers' AutoencoderKLWan does not take.
 VAE_CONFIG_EXTRAS: dict[str, Any] = {"clip_output": False}
 MINIATURE_UMT5: dict[str, Any] = {
+    **{key: value for key, value in UMT5_XXL.items() if key != "vocab_size"},  # the tokenizer sets it
     "d_model": TEXT_DIM,
     "d_kv": 8,  # 64
     "d_ff": 64,  # 10240
     "num_layers": 2,  # 24
     "num_decoder_layers": 2,
     "num_heads": 4,  # 64
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu",
     "layer_norm_epsilon": 1e-6,
-    "tie_word_embeddings": False,
     "pad_token_id": 0,
     "eos_token_id": 1,
     "decoder_start_token_id": 0,
