@@ -138,6 +138,9 @@ def test_the_chosen_rung_is_applied_and_the_run_still_learns_and_animates(
     assert animated.exit_code == 0, animated.output
     assert "GPU memory:" in _message(animated) and out.is_file()
     assert json.loads(animated.stdout)["outputs"][0]["memory"]["rung"] is not None
+    # The sidecar keeps the rung: fp8 storage changes the video, so reproducing it needs the rung too.
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["memory"]["rung"]["fp8_denoiser"]
     assert loaded[1].text_encoder is None and loaded[1].has_text  # released once the prompts were encoded
 
 

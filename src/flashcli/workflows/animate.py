@@ -109,8 +109,8 @@ def animate(request: AnimateRequest, reporter: Reporter = QUIET) -> list[dict[st
     for photo, image, out in zip(request.photos, images, outputs, strict=True):
         with memory_advice(memory, "animate"):
             video = animate_one(spec, image, adapters, plan, photo.name, action_ded, reporter)
-        record = write_output(out, video, photo, refs, spec, source, plan, decoder)
-        record = record if memory is None else {**record, "memory": memory.as_dict()}
+        rung = None if memory is None else memory.as_dict()
+        record = write_output(out, video, photo, refs, spec, source, plan, decoder, rung)
         results.append(record if estimate is None else {**record, "time": estimate.as_dict()})
     return results
 

@@ -92,8 +92,10 @@ def write_output(
     source: str,
     plan: AnimatePlan,
     decoder: dict[str, Any],
+    memory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write `video` to `out` and its sidecar `out.json`; returns the sidecar's record."""
+    """Write `video` to `out` and its sidecar `out.json`; returns the sidecar's record. `memory`: the
+    preflight's memory rung on a real base (fp8 storage changes the numbers, so a rerun needs it)."""
     from flashcli.core.sampler import sampler_eta
     from flashcli.video import atomic_path, encode_video, file_hash
 
@@ -126,6 +128,7 @@ def write_output(
         "sample_settings": plan.sample.model_dump(mode="json"),
         "sampler_eta": sampler_eta(spec, plan.sample),  # the settings' eta, else the base's
         "device": str(spec.device),
+        "memory": memory,  # None: not planned (the tiny base, or a CPU without FLASH_GPU_MEMORY_GIB)
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
