@@ -263,6 +263,13 @@ def _preview_words(manifest: ActionManifest) -> str:
     return source
 
 
+def _decoder_words(manifest: ActionManifest) -> str:
+    """How `animate` decodes the action unless --ded/--no-ded says otherwise."""
+    if manifest.decoder == "plain":
+        return "plain by default (learned with detail_enhance = false; --ded overrides)"
+    return "the Detail Enhancement Decoder by default, where the base has one (--no-ded overrides)"
+
+
 def _facts(manifest: ActionManifest) -> Table:
     facts = Table(show_header=False, box=None)
     keys = ("prompt", "negative_prompt", "preset", "frames", "size", "fps", "crop", "steps", "rank", "seed")
@@ -278,6 +285,7 @@ def _facts(manifest: ActionManifest) -> Table:
         )
     else:
         facts.add_row("DED", "the base's (not fine-tuned)")
+    facts.add_row("decoder", _decoder_words(manifest))
     facts.add_row("preview", escape(_preview_words(manifest)))
     return facts
 

@@ -117,3 +117,13 @@ def test_a_manifest_from_before_the_decoder_field_decodes_with_the_ded(
     write_manifest(manifest_path, old)  # a consistent manifest without the field
     _, sidecar = _animate(runner, library, workspace.photo, tmp_path / "old.png", "--action", "augment_both")
     assert sidecar["decoder"] == {"ded": "base", "chosen_by": "default"}
+
+
+def test_inspect_says_how_each_variant_decodes_by_default(variants: Variants, runner: CliRunner) -> None:
+    words = {}
+    for name in ("full", "augment_both"):
+        result = runner.invoke(app, ["inspect", name, "--library", str(variants.library)])
+        assert result.exit_code == 0, result.output
+        words[name] = " ".join(result.output.split())  # the table wraps long values
+    assert "decoder plain by default" in words["augment_both"]
+    assert "decoder the Detail Enhancement Decoder by default" in words["full"]
