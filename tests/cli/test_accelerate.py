@@ -109,6 +109,7 @@ def test_two_processes_learn_the_adapter_one_process_learns(workspace: Workspace
     assert torch.allclose(two_losses, one_losses, atol=1e-6), (two_losses, one_losses)
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the quick subset does not
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(
     workspace: Workspace, tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,6 +144,7 @@ def test_the_chosen_rung_is_applied_and_the_run_still_learns_and_animates(
     assert loaded[1].text_encoder is None and loaded[1].has_text  # released once the prompts were encoded
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the quick subset does not
 def test_the_time_estimate_is_printed_before_the_weights_load_only_with_a_throughput(
     job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

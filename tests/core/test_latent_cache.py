@@ -78,6 +78,7 @@ def _resume_counting_encodes(
     return result, calls, phases
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the quick subset does not
 def test_a_resumed_run_encodes_nothing_and_ends_with_the_uninterrupted_weights(
     tiny_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,6 +98,7 @@ def test_a_resumed_run_encodes_nothing_and_ends_with_the_uninterrupted_weights(
     assert torch.equal(resumed.latents, uninterrupted.latents)
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the quick subset does not
 def test_a_resume_with_a_changed_clip_encodes_again_and_keeps_the_new_encoding(
     tiny_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
