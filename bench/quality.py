@@ -20,6 +20,7 @@ compared with plain LoRA by paired differences (same action, seed and photo) wit
     python bench/quality.py --quick                  # minutes: 2 actions, 4 clips, 2 photos, 1 seed
     python bench/quality.py                          # the full table (see FULL below for its budget)
     python bench/quality.py --plan                   # the runs and an estimate of their CPU time
+    python bench/quality.py --workers 2              # the same table, the runs shared by 2 processes
 
 Settings come from a shipped preset through the workflow users run (`flashcli.workflows`: the same
 resolution, training with the DED step, and sampling as `flash learn --preset P` and `flash animate`),
@@ -356,6 +357,67 @@ def cached_run(cache: Path, key: str, make: Any) -> dict[str, Any]:
     with atomic_path(path) as temp:
         np.savez(temp, **record)
     return record
+
+
+def cache_jobs(protocol: Protocol) -> list[tuple[str, int, int, str]]:
+    """Every (trained_as, clips, seed, action) the table needs, once each: rows that share an adapter
+    (SAME_ADAPTER) share a cache entry."""
+    jobs: dict[tuple[str, int, int, str], None] = {}
+    for variant, clips, seed in protocol.runs():
+        for action in protocol.actions:
+            jobs[(SAME_ADAPTER.get(variant, variant), clips, seed, action)] = None
+    return list(jobs)
+
+
+def shard_jobs(jobs: list[Any], shard: int, shards: int) -> list[Any]:
+    """Worker `shard` of `shards`' share of the jobs: every job in exactly one share."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+    return jobs[shard::shards]
+
+
+def fill_cache(protocol: Protocol, base: str, out: Path, shard: int, shards: int) -> None:
+    """Make one worker's share of the runs' videos into the cache (no scoring): `--workers` runs several
+    of these at once, then scores everything from the cache."""
+    spec = load_spec(base, out)
+    settings = settings_summary(protocol, spec)
+    size, frames = settings["train"]["size"], settings["train"]["frames"]
+    cache = out / "cache" / protocol_hash(protocol, spec, settings)
+    for trained_as, clips, seed, action in shard_jobs(cache_jobs(protocol), shard, shards):
+        key = f"{trained_as}_n{clips}_s{seed}_{action}"
+        make = functools.partial(animate_run, spec, protocol, trained_as, clips, seed, action, size, frames)
+        tick = time.perf_counter()
+        cached_run(cache, key, make)
+        print(f"[worker {shard}] {key}: {time.perf_counter() - tick:.1f}s", file=sys.stderr, flush=True)
+
+
+def without_workers(argv: list[str]) -> list[str]:
+    """The command line minus its --workers option (`--workers 2` or `--workers=2`), for the workers."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            kept.append(arg)
+    return kept
+
+
+def run_workers(argv: list[str], workers: int) -> None:
+    """Start `workers` processes of this script, each filling its share of the cache on one thread."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    children = [
+        subprocess.Popen([sys.executable, __file__, *argv, "--fill-cache", f"{i}/{workers}"], env=env)
+        for i in range(workers)
+    ]
+    failed = [i for i, child in enumerate(children) if child.wait() != 0]
+    if failed:
+        raise SystemExit(f"workers {failed} failed (see above); rerun the same command to continue")
 
 
 # ----- the whole protocol -------------------------------------------------------------------------
@@ -739,6 +801,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--protocol", type=Path, default=None, help="JSON file overriding protocol fields")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plan", action="store_true", help="print the runs and exit")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes that make the runs (one thread each), then score"
+    )
+    parser.add_argument("--fill-cache", metavar="I/N", help=argparse.SUPPRESS)  # one worker's share
     return parser.parse_args(argv)
 
 
@@ -756,7 +822,7 @@ def plan_shape(base: str) -> Any:
     return base_shape(base) or BaseShape("tiny", 4, 16, 17, 64, 8.0)
 
 
-def _plan_lines(protocol: Protocol, shape: Any) -> Iterator[str]:
+def _plan_lines(protocol: Protocol, shape: Any, workers: int = 1) -> Iterator[str]:
     runs = protocol.runs()
     made = {(SAME_ADAPTER.get(variant, variant), clips, seed) for variant, clips, seed in runs}
     trained = sum(1 for variant, _, _ in made if variant != "base")
@@ -771,6 +837,8 @@ def _plan_lines(protocol: Protocol, shape: Any) -> Iterator[str]:
         "--quick measured "
         f"({', '.join(f'{k} {v:g}' for k, v in MEASURED_RATES.items())})"
     )
+    if workers > 1:
+        yield f"with --workers {workers}: about {seconds / workers / 3600:.1f} h of wall time"
     for variant, clips, seed in runs:
         yield f"  {variant:24s} N={clips:2d} seed={seed}"
 
@@ -780,9 +848,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     protocol = build_protocol(args)
     if args.plan:
-        print("\n".join(_plan_lines(protocol, plan_shape(args.base))))
+        print("\n".join(_plan_lines(protocol, plan_shape(args.base), args.workers)))
+        return 0
+    if args.fill_cache:
+        shard, shards = (int(part) for part in args.fill_cache.split("/"))
+        fill_cache(protocol, args.base, args.out, shard, shards)
         return 0
     started = time.perf_counter()
+    if args.workers > 1:
+        given = sys.argv[1:] if argv is None else argv
+        run_workers(without_workers(given), args.workers)
     result = run(protocol, args.base, args.out, args.detector)
     result["wall_seconds"] = time.perf_counter() - started
     command = "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -108,3 +108,17 @@ def test_each_decoder_block_is_a_labelled_table_with_intervals(quality) -> None:
     assert full.count("+0.00 [+0.00, +0.00]") >= 4 and "*" not in full
     # `augment` is 2 points lower in joint error on every video: a difference the interval tells.
     assert "-2.00 [-2.00, -2.00] *" in augment
+
+
+def test_workers_share_every_run_once_and_pass_on_the_rest_of_the_command(quality) -> None:
+    protocol = quality.FULL
+    jobs = quality.cache_jobs(protocol)
+    # `full` trains `augment_both`'s adapter: one cache entry for both rows, made by one worker.
+    assert len(jobs) == len(set(jobs)) and not any(job[0] == "full" for job in jobs)
+    made = {(quality.SAME_ADAPTER.get(v, v), n, s) for v, n, s in protocol.runs()}
+    assert len(jobs) == len(made) * len(protocol.actions)
+    shares = [quality.shard_jobs(jobs, i, 3) for i in range(3)]
+    assert sorted(job for share in shares for job in share) == sorted(jobs)
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert quality.without_workers(["--workers", "2", "--out", "o"]) == ["--out", "o"]
+    assert quality.without_workers(["--quick", "--workers=4"]) == ["--quick"]
