@@ -29,21 +29,25 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def memory_limit_gib() -> float | None:
-    """$FLASH_GPU_MEMORY_GIB as a number of GiB, or None when unset. One reader for both its uses: the
-    preflight plans for it, and on CUDA it caps the process (`apply_memory_limit`)."""
-    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+def positive_number_from_env(name: str, unit: str, example: str) -> float | None:
+    """$name as a positive number of `unit`, or None when unset; anything else is a ValueError whose
+    sentence names the variable, the unit and an `example` value."""
+    text = os.environ.get(name, "").strip()
     if not text:
         return None
     try:
-        limit = float(text)
+        value = float(text)
     except ValueError:
-        limit = float("nan")
-    if not (math.isfinite(limit) and limit > 0):
-        raise ValueError(
-            f"{MEMORY_LIMIT_ENV}={text!r} is not a number of GiB; set it to e.g. 24, or unset it."
-        )
-    return limit
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={text!r} is not a number of {unit}; set it to e.g. {example}, or unset it.")
+    return value
+
+
+def memory_limit_gib() -> float | None:
+    """$FLASH_GPU_MEMORY_GIB as a number of GiB, or None when unset. One reader for both its uses: the
+    preflight plans for it, and on CUDA it caps the process (`apply_memory_limit`)."""
+    return positive_number_from_env(MEMORY_LIMIT_ENV, "GiB", "24")
 
 
 def apply_memory_limit(device: torch.device) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -155,18 +154,9 @@ def sampling_step_flops(pass_flops: int, *, guidance: bool) -> int:
 
 def throughput_override() -> float | None:
     """$FLASH_GPU_TFLOPS as TFLOP/s, or None when unset; anything but a positive number is a ValueError."""
-    text = os.environ.get(THROUGHPUT_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"{THROUGHPUT_ENV}={text!r} is not a number of TFLOP/s; set it to e.g. 400, or unset it."
-        )
-    return value
+    from flashcli.core.devices import positive_number_from_env
+
+    return positive_number_from_env(THROUGHPUT_ENV, "TFLOP/s", "400")
 
 
 def measured_matmul_tflops(

@@ -91,7 +91,7 @@ def _base_folder(source: str) -> Path:
 
 def base_shape(source: str) -> BaseShape | None:
     """What `source` ('tiny' or a base folder) accepts, from flash_base.json (or model_index.json) and
-        the vae/ and transformer/ configs; None when they do not say, and loading the base will tell. A
+    the vae/ and transformer/ configs; None when they do not say, and loading the base will tell. A
     diffusers folder flash cannot drive (core.pipelines) is refused here, before any weight loads."""
     folder = _base_folder(source)
     try:
@@ -142,11 +142,17 @@ def gpu_capacity(device: str) -> int | None:
     return int(torch.cuda.mem_get_info(resolved)[0])
 
 
+def _diffusers_folder(source: str) -> Path | None:
+    """The base's folder when it is a diffusers folder (the only bases whose memory and time are planned)."""
+    folder = _base_folder(source)
+    return folder if source != "tiny" and (folder / "model_index.json").is_file() else None
+
+
 def _memory_inputs(source: str, device: str) -> tuple[int, Any, str] | None:
     """(capacity, the folder's configs, precision) when the ladder applies: a diffusers folder and a
     known capacity; else None."""
-    folder = _base_folder(source)
-    if source == "tiny" or not (folder / "model_index.json").is_file():
+    folder = _diffusers_folder(source)
+    if folder is None:
         return None
     capacity = gpu_capacity(device)
     if capacity is None:
@@ -206,8 +212,8 @@ def animate_memory(source: str, device: str, plan: AnimatePlan) -> MemoryChoice 
 def _time_inputs(source: str, device: str) -> tuple[Any, float] | None:
     """(the folder's configs, the GPU's TFLOP/s) when a time estimate applies: a diffusers folder and a
     known throughput (FLASH_GPU_TFLOPS, else measured on CUDA); else None."""
-    folder = _base_folder(source)
-    if source == "tiny" or not (folder / "model_index.json").is_file():
+    folder = _diffusers_folder(source)
+    if folder is None:
         return None
     from flashcli.core import memory_plan, time_plan
     from flashcli.core.devices import resolve_device
