@@ -19,8 +19,7 @@ from flashcli.core.settings import TrainSettings
 from flashcli.core.tensor_files import save_safetensors_atomic
 
 CACHE_NAME = "encoded.safetensors"
-CACHE_FORMAT = "1"
-_DTYPE_PREFIX = "dtype:"
+CACHE_FORMAT = "2"  # 2: tensors stored in their own dtypes
 
 
 def encoding_fingerprint(
@@ -54,13 +53,10 @@ def _array_digest(array: np.ndarray) -> str:
 
 
 def save_encoded(folder: Path, fingerprint: str, tensors: Mapping[str, torch.Tensor]) -> Path:
-    """Write `tensors` (atomically) with their fingerprint; each one's dtype is kept in the metadata, as
-    the file itself holds fp32 copies."""
-    metadata = {"fingerprint": fingerprint}
-    metadata.update(
-        {_DTYPE_PREFIX + name: str(t.dtype).removeprefix("torch.") for name, t in tensors.items()}
+    """Write `tensors` (atomically, each in its own dtype) with their fingerprint."""
+    return save_safetensors_atomic(
+        folder / CACHE_NAME, tensors, {"fingerprint": fingerprint}, keep_dtype=True
     )
-    return save_safetensors_atomic(folder / CACHE_NAME, tensors, metadata)
 
 
 def load_encoded(folder: Path, fingerprint: str, device: torch.device) -> dict[str, torch.Tensor] | None:
@@ -79,9 +75,4 @@ def load_encoded(folder: Path, fingerprint: str, device: torch.device) -> dict[s
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (OSError, SafetensorError):
         return None
-    return {name: t.to(device, _dtype(metadata, name)) for name, t in tensors.items()}
-
-
-def _dtype(metadata: Mapping[str, str], name: str) -> torch.dtype:
-    dtype = getattr(torch, metadata.get(_DTYPE_PREFIX + name, "float32"), None)
-    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+    return {name: t.to(device) for name, t in tensors.items()}
