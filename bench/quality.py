@@ -171,10 +171,11 @@ QUICK = Protocol(
     learn={"steps": 4, "core": {"warmup_steps": 0, "augment_copies": 1}},
     animate={"steps": 3},
 )
-# The full table: 8 actions x 4 photos x (8 variants x 3 seeds at N=8 + 3 variants at N=4 and 16) =
-# 8 x 28 runs, 25 of them trained: the standard preset at the tiny base's 64x64, 17 frames, with 60
-# training steps (the time budget) and its other settings as shipped. --plan estimates its CPU time.
-FULL = Protocol(learn={"steps": 60})
+# The full table: 8 actions x 4 photos x 8 variants x 3 seeds at N=8 = 192 runs (144 trained): what
+# `flash learn --preset quick` and `flash animate --preset quick` do, as shipped. The quick preset is the
+# one whose table fits 2 hours on 2 CPU cores (`--workers 2`); the standard preset's 300 steps at 17
+# frames would take about 12 CPU-hours. `--protocol` adds the clip-count sweep (`sweep_clips`).
+FULL = Protocol(preset="quick", sweep_clips=[])
 
 
 # ----- inputs -------------------------------------------------------------------------------------
@@ -383,8 +384,11 @@ def fill_cache(protocol: Protocol, base: str, out: Path, shard: int, shards: int
     settings = settings_summary(protocol, spec)
     size, frames = settings["train"]["size"], settings["train"]["frames"]
     cache = out / "cache" / protocol_hash(protocol, spec, settings)
+    from flashcli.workflows.plan import BaseShape
+
+    shape = BaseShape.of(spec)
     for trained_as, clips, seed, action in shard_jobs(cache_jobs(protocol), shard, shards):
-        key = f"{trained_as}_n{clips}_s{seed}_{action}"
+        key = run_key(protocol, trained_as, clips, seed, action, shape)
         make = functools.partial(animate_run, spec, protocol, trained_as, clips, seed, action, size, frames)
         tick = time.perf_counter()
         cached_run(cache, key, make)
@@ -438,6 +442,29 @@ def settings_summary(protocol: Protocol, spec: Any) -> dict[str, Any]:
     }
 
 
+def trained_fields(train: Any) -> dict[str, Any]:
+    """What training reads of a run's own settings (beside the shared ones in `settings_summary`): the
+    targets, the switches, and each loss weight or hook setting only where the variant uses it, so a
+    changed alignment default re-trains the aligned rows and leaves the others' cache in place."""
+    align = train.align
+    if align.injects:
+        fields = align.model_dump(mode="json", exclude={"detail_enhance"})
+    else:
+        fields = {"strong_augment": align.strong_augment}
+        if align.strong_augment:
+            fields["augmented_loss_weight"] = align.augmented_loss_weight
+    return {"targets": sorted(train.targets), **fields}
+
+
+def run_key(protocol: Protocol, trained_as: str, clips: int, seed: int, action: str, shape: Any) -> str:
+    """A cached run's file name: the run, and a hash of what its training reads."""
+    fields = {}
+    if trained_as != "base":
+        fields = trained_fields(learn_plan(protocol, trained_as, seed, shape).train)
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{trained_as}_n{clips}_s{seed}_{action}_{digest}"
+
+
 def protocol_hash(protocol: Protocol, spec: Any, settings: dict[str, Any]) -> str:
     """What a cached run's videos depend on (not which runs are chosen): adding a variant reuses the rest."""
     recipe = {"photos": protocol.photos, "train": settings["train"], "sample": settings["sample"]}
@@ -468,6 +495,9 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
     bones = bone_indices()
     blocks = decoder_blocks(spec)
     cache = out / "cache" / protocol_hash(protocol, spec, settings)
+    from flashcli.workflows.plan import BaseShape
+
+    shape = BaseShape.of(spec)
     truths = {action: test_clips(action, protocol.photos, size, frames) for action in protocol.actions}
     # Action references: the true motion of training clips (seen looks), never the test clips scored.
     references = {
@@ -496,7 +526,7 @@ def run(protocol: Protocol, base: str, out: Path, detector_path: Path) -> dict[s
     for index, (variant, clips, seed) in enumerate(runs, start=1):
         for action in protocol.actions:
             trained_as = SAME_ADAPTER.get(variant, variant)
-            key = f"{trained_as}_n{clips}_s{seed}_{action}"
+            key = run_key(protocol, trained_as, clips, seed, action, shape)
             tick = time.perf_counter()
             make = functools.partial(
                 animate_run, spec, protocol, trained_as, clips, seed, action, size, frames

@@ -36,7 +36,8 @@ def test_runs_take_the_shipped_preset_and_only_the_protocols_overrides(quality) 
     assert quick.train.align.variant_name == "full" and quick.train.targets == list(DEFAULT_LORA_TARGETS)
 
     plain = quality.learn_plan(quality.FULL, "plain_lora", 0, TINY)
-    assert plain.preset == "standard" and (plain.frames, plain.train.size, plain.train.steps) == (17, 64, 60)
+    # The full table runs the quick preset as shipped: no override of its steps, frames or size.
+    assert plain.preset == "quick" and (plain.frames, plain.train.size, plain.train.steps) == (9, 64, 60)
     assert plain.train.align.variant_name == "none" and plain.train.targets == list(ALL_LORA_TARGETS)
 
     sampled = quality.animate_plan(quality.QUICK, "augment", 3, TINY, quick)
@@ -122,3 +123,20 @@ def test_workers_share_every_run_once_and_pass_on_the_rest_of_the_command(qualit
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
     assert quality.without_workers(["--workers", "2", "--out", "o"]) == ["--out", "o"]
     assert quality.without_workers(["--quick", "--workers=4"]) == ["--quick"]
+
+
+def test_a_changed_alignment_setting_retrains_only_the_rows_that_use_it(quality) -> None:
+    """The cache key carries what each run's training reads, so a run cached under other alignment
+    settings is never scored as if it had the new ones, and rows without alignment keep their cache."""
+    before = quality.Protocol(preset="quick")
+    after = quality.Protocol(preset="quick", learn={"align": {"plain_loss_weight": 1.0}})
+
+    def key(protocol, variant: str, seed: int = 0) -> str:
+        return quality.run_key(protocol, variant, 8, seed, "weld", TINY)
+
+    for variant in ("augment_motion", "augment_correspondence", "augment_both"):
+        assert key(before, variant) != key(after, variant)
+    for variant in ("base", "plain_lora", "none", "augment"):
+        assert key(before, variant) == key(after, variant)
+    assert key(before, "plain_lora") != key(before, "none")  # the targets differ
+    assert key(before, "none", seed=0) != key(before, "none", seed=1)

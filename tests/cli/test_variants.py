@@ -15,7 +15,7 @@ from cli_helpers import Workspace, base_with_ded
 from typer.testing import CliRunner
 
 from flashcli.cli import app
-from flashcli.core.settings import VARIANTS
+from flashcli.core.settings import ALL_LORA_TARGETS, VARIANTS
 from flashcli.library import ADAPTER_FILE, MANIFEST_FILE, read_manifest, write_manifest
 from flashcli.video import read_output
 
@@ -32,10 +32,17 @@ class Variants:
 
 
 def _variant_preset(workspace: Workspace, folder: Path, name: str) -> Path:
-    """The test preset with the variant's switches as a [learn.align] table, as a user would write it."""
-    table = "\n".join(f"{key} = {str(on).lower()}" for key, on in zip(SWITCHES, VARIANTS[name], strict=True))
+    """The test preset with the variant's switches as a [learn.align] table, as a user would write it;
+    `plain_lora` is today's common practice: variant `none` with LoRA on every attention projection."""
+    switches = VARIANTS["none" if name == "plain_lora" else name]
+    table = "\n".join(f"{key} = {str(on).lower()}" for key, on in zip(SWITCHES, switches, strict=True))
+    # A large learning rate, so that two steps move every variant's video by more than 8-bit rounding.
+    text = workspace.preset.read_text().replace("[learn]\n", "[learn]\nlearning_rate = 0.05\n")
+    if name == "plain_lora":
+        targets = ", ".join(f'"{t}"' for t in ALL_LORA_TARGETS)
+        text = text.replace("[learn.core]\n", f"[learn.core]\ntargets = [{targets}]\n")
     path = folder / f"{name}.toml"
-    path.write_text(workspace.preset.read_text() + f"[learn.align]\n{table}\n")
+    path.write_text(text + f"[learn.align]\n{table}\n")
     return path
 
 
@@ -44,7 +51,7 @@ def variants(workspace: Workspace, runner: CliRunner, tmp_path_factory: pytest.T
     root = tmp_path_factory.mktemp("variants")
     base = base_with_ded(workspace.base, root / "base")
     library = root / "library"
-    for name in VARIANTS:
+    for name in [*VARIANTS, "plain_lora"]:
         preset = _variant_preset(workspace, root, name)
         args = ["learn", str(workspace.clips), "--action", name, "--preset", str(preset), "--seed", "0"]
         result = runner.invoke(
@@ -127,3 +134,23 @@ def test_inspect_says_how_each_variant_decodes_by_default(variants: Variants, ru
         words[name] = " ".join(result.output.split())  # the table wraps long values
     assert "decoder plain by default" in words["augment_both"]
     assert "decoder the Detail Enhancement Decoder by default" in words["full"]
+
+
+def test_plain_lora_and_no_adapter_differ_from_every_variant_through_animate(
+    variants: Variants, workspace: Workspace, runner: CliRunner, tmp_path: Path
+) -> None:
+    """The benchmark's two reference rows as a user makes them: plain LoRA is a preset with every
+    projection as a target, no adapter is any action at strength 0; each gives its own video."""
+    plain, none = _tensors(variants, "plain_lora"), _tensors(variants, "none")
+    assert set(none) < set(plain), "plain LoRA adapts more projections than the default targets"
+    library, photo = variants.library, workspace.photo
+    videos = {
+        name: _animate(runner, library, photo, tmp_path / f"{name}.png", "--action", name)[0]
+        for name in [*VARIANTS, "plain_lora"]
+    }
+    videos["no adapter"], sidecar = _animate(
+        runner, library, photo, tmp_path / "no_adapter.png", "--action", "full:0", "--no-ded"
+    )
+    assert sidecar["actions"][0]["strength"] == 0
+    for one, other in combinations(videos, 2):
+        assert not np.array_equal(videos[one][1:], videos[other][1:]), f"{one} and {other} animate alike"

@@ -9,7 +9,14 @@ from diffusers import WanTransformer3DModel
 from peft import LoraConfig
 from random_wan import random_wan_transformer
 
-from flashcli.core.motion_align import MotionAlignment, attention_probabilities, wan_self_attention_qkv
+import flashcli.core.motion_align as motion_align
+from flashcli.core.motion_align import (
+    MotionAlignment,
+    attention_probabilities,
+    cross_frame_probabilities,
+    wan_self_attention_qkv,
+)
+from flashcli.core.settings import AlignSettings
 
 FRAMES = 3  # latent frames
 TOKENS = FRAMES * 4 * 4  # 8x8 latent, patch 2x2
@@ -212,6 +219,102 @@ def test_query_subsample_is_drawn_from_the_generator() -> None:
     first = recorded_rows(torch.Generator().manual_seed(3))
     assert torch.equal(first, recorded_rows(torch.Generator().manual_seed(3)))
     assert not torch.equal(first, evenly)
+
+
+def test_cross_frame_probabilities_keep_the_own_frame_and_the_own_cross_mass() -> None:
+    generator = torch.Generator().manual_seed(0)
+    own = torch.randn(2, 3, 5, 12, generator=generator).softmax(-1)
+    recorded = torch.randn(2, 3, 5, 12, generator=generator).softmax(-1)
+    frame_of_keys = torch.arange(12) // 4  # 3 frames of 4 tokens
+    frame_of_rows = frame_of_keys[torch.tensor([0, 3, 5, 9, 11])]
+    mixed = cross_frame_probabilities(own, recorded, frame_of_rows, frame_of_keys)
+    same = frame_of_rows[:, None] == frame_of_keys[None, :]
+    torch.testing.assert_close(mixed.sum(-1), torch.ones(2, 3, 5))
+    assert torch.equal(mixed[..., same], own[..., same])
+    # Over the other frames: x's mass there, spread as x' spreads it.
+    cross_mass = (own * ~same).sum(-1, keepdim=True)
+    expected_cross = recorded * ~same / (recorded * ~same).sum(-1, keepdim=True) * cross_mass
+    torch.testing.assert_close(mixed * ~same, expected_cross)
+    assert (mixed - own).abs().max() > 1e-3
+    # One frame: no cross-frame keys, so x's own attention.
+    one_frame = torch.zeros(12, dtype=torch.long)
+    torch.testing.assert_close(cross_frame_probabilities(own, recorded, one_frame[:5], one_frame), own)
+
+
+def test_cross_frame_injection_mixes_x_within_frame_with_x_aug_across_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_transformer()
+    x, x_aug = latents(0), latents(1)
+    mixed: list[torch.Tensor] = []
+
+    def keep(*args: torch.Tensor) -> torch.Tensor:
+        mixed.append(cross_frame_probabilities(*args))
+        return mixed[-1]
+
+    monkeypatch.setattr(motion_align, "cross_frame_probabilities", keep)
+    seen: list[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]] = []
+
+    def keep_inputs(module: torch.nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+        seen.append((args[0], args[3], output))
+
+    model.blocks[2].attn1.register_forward_hook(keep_inputs, with_kwargs=True)
+    outputs = {}
+    with torch.no_grad():
+        for keys in ("all", "cross_frame"):
+            alignment = aligned(
+                model,
+                motion_blocks=[],
+                correspondence_blocks=[2],
+                max_correspondence_tokens=10,
+                correspondence_keys=keys,
+            )
+            outputs[keys] = record_then_inject(alignment, model, x_aug, x, motion=False, correspondence=True)
+            alignment.remove()
+        hidden, rotary, attention_output = seen[-1]
+        query, key, value = wan_self_attention_qkv(model.blocks[2].attn1, hidden, rotary)
+    assert len(mixed) == 1
+    rows = torch.linspace(0, TOKENS - 1, 10).round().long()
+    own = attention_probabilities(query, key, rows)
+    frame_of_keys = torch.arange(TOKENS) // (TOKENS // FRAMES)
+    same = frame_of_keys[rows][:, None] == frame_of_keys[None, :]
+    probabilities = mixed[0]
+    assert probabilities.shape == (1, 2, 10, TOKENS)
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(1, 2, 10))
+    torch.testing.assert_close(probabilities[..., same], own[..., same], atol=0, rtol=0)
+    torch.testing.assert_close((probabilities * ~same).sum(-1), (own * ~same).sum(-1), atol=1e-6, rtol=1e-5)
+    with torch.no_grad():
+        attn = model.blocks[2].attn1
+        expected_rows = attn.to_out[0](torch.einsum("bhqk,bhkd->bqhd", probabilities, value).flatten(2))
+    torch.testing.assert_close(attention_output[:, rows], expected_rows, atol=1e-5, rtol=0)
+    assert (outputs["cross_frame"] - outputs["all"]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("max_tokens", [None, 10])
+def test_cross_frame_injection_of_the_same_clip_reproduces_the_plain_pass(max_tokens: int | None) -> None:
+    model = tiny_transformer()
+    x = latents(0, batch=2)
+    with torch.no_grad():
+        plain = run(model, x)
+        alignment = aligned(model, max_correspondence_tokens=max_tokens, correspondence_keys="cross_frame")
+        injected = record_then_inject(alignment, model, x, x, motion=False, correspondence=True)
+    assert alignment.fired["corr_inject"] == 2
+    torch.testing.assert_close(injected, plain, atol=1e-5, rtol=0)
+
+
+def test_correspondence_keys_accepts_only_all_or_cross_frame() -> None:
+    assert AlignSettings().correspondence_keys == "all"
+    assert AlignSettings(correspondence_keys="cross_frame").correspondence_keys == "cross_frame"
+    with pytest.raises(ValueError, match="correspondence_keys"):
+        AlignSettings(correspondence_keys="diagonal")
+    with pytest.raises(ValueError, match="'all' or 'cross_frame'"):
+        MotionAlignment(
+            tiny_transformer(),
+            motion_blocks=[],
+            correspondence_blocks=[0],
+            frames_latent=FRAMES,
+            correspondence_keys="diagonal",  # type: ignore[arg-type]
+        )
 
 
 def lora_model() -> WanTransformer3DModel:

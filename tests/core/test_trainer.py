@@ -178,6 +178,24 @@ def test_each_ablation_switch_changes_which_hooks_fire(
     assert (motion_blocks, correspondence_blocks) in recorded
 
 
+def test_cross_frame_correspondence_keys_train_a_different_adapter(tiny_spec) -> None:
+    adapters = {
+        keys: train_adapter(
+            tiny_spec,
+            [moving_square_clip(0)],
+            _settings(
+                "augment_correspondence",
+                steps=2,
+                learning_rate=5e-3,
+                align=AlignSettings.variant("augment_correspondence", correspondence_keys=keys),
+            ),
+        ).adapter
+        for keys in ("all", "cross_frame")
+    }
+    assert adapters["all"].keys() == adapters["cross_frame"].keys()
+    assert any(not torch.equal(adapters["all"][k], adapters["cross_frame"][k]) for k in adapters["all"])
+
+
 def _train_counting_block_runs(spec, settings: TrainSettings):
     """Train, counting how often the first denoiser block starts (forward passes and recomputations; a
     pre-hook, because a recomputation stops early, before a forward hook would fire)."""

@@ -12,7 +12,8 @@ Two hook kinds, both switchable (docs/motion_alignment.md has the full story):
 - Correspondence Align: an attention processor on each chosen block's self-attention (attn1). It
   computes softmax(QK^T / sqrt(d)) explicitly (RMSNorm q/k and RoPE as Wan does) for all query
   tokens or a subsample of them. Recorded on the x' pass; on the x pass the rows of those queries
-  use x''s probabilities with x's own values.
+  use x''s probabilities with x's own values (`correspondence_keys="cross_frame"`: only over the
+  keys in other frames; x keeps its own within-frame attention).
 
 The projections are called as `attn.to_q(...)` etc., so a peft LoRA wrapped around them applies.
 Gradient checkpointing works through `checkpoint_function`, which replays the hooks' mode when a
@@ -70,6 +71,8 @@ class MotionAlignment:
         spaced, or drawn from the generator given to `record`); None records the full N x N map,
         which costs B * heads * N^2 floats per block (see docs/motion_alignment.md).
     detach_recorded: if True, the x' tensors are injected as constants (no gradient into the x' pass).
+    correspondence_keys: "all" injects x''s whole attention rows; "cross_frame" only their keys in
+        other latent frames (`cross_frame_probabilities`).
     motion_source: "stream" swaps the motion of the block's output; "update" that of the block's
         residual update (output minus input) only.
     """
@@ -84,9 +87,14 @@ class MotionAlignment:
         max_correspondence_tokens: int | None = None,
         detach_recorded: bool = False,
         motion_source: Literal["stream", "update"] = "stream",
+        correspondence_keys: Literal["all", "cross_frame"] = "all",
     ) -> None:
         if motion_source not in ("stream", "update"):
             raise ValueError(f"motion_source must be 'stream' or 'update', got {motion_source!r}")
+        if correspondence_keys not in ("all", "cross_frame"):
+            raise ValueError(
+                f"correspondence_keys must be 'all' or 'cross_frame', got {correspondence_keys!r}"
+            )
         blocks = getattr(transformer, "blocks", None)
         if not isinstance(blocks, nn.ModuleList):
             raise TypeError("transformer must be a diffusers WanTransformer3DModel (it has no `blocks` list)")
@@ -120,6 +128,7 @@ class MotionAlignment:
         self.max_correspondence_tokens = max_correspondence_tokens
         self.detach_recorded = detach_recorded
         self.motion_source = motion_source
+        self.correspondence_keys = correspondence_keys
         self.fired: dict[str, int] = dict.fromkeys(FIRED_KINDS, 0)
 
         self._mode = _Mode()
@@ -391,7 +400,10 @@ class CorrespondenceProcessor:
                 )
             if not mode.replay:
                 self.owner.fired["corr_inject"] += 1
-            injected = torch.matmul(recorded.probabilities.to(value.dtype), value)
+            probabilities = recorded.probabilities
+            if self.owner.correspondence_keys == "cross_frame":
+                probabilities = self._cross_frame(query, key, recorded)
+            injected = torch.matmul(probabilities.to(value.dtype), value)
             if recorded.query_index is None:
                 output = injected
             else:
@@ -400,6 +412,17 @@ class CorrespondenceProcessor:
 
         output = rearrange(output, "b h n d -> b n (h d)").type_as(query)
         return attn.to_out[1](attn.to_out[0](output))
+
+    def _cross_frame(
+        self, query: torch.Tensor, key: torch.Tensor, recorded: RecordedCorrespondence
+    ) -> torch.Tensor:
+        """The recorded rows' probabilities with x's own within-frame part (see cross_frame_probabilities)."""
+        tokens = key.shape[2]
+        frame_of_keys = torch.arange(tokens, device=key.device) // (tokens // self.owner.token_frames)
+        rows = recorded.query_index
+        frame_of_rows = frame_of_keys if rows is None else frame_of_keys[rows.to(key.device)]
+        own = attention_probabilities(query, key, rows)
+        return cross_frame_probabilities(own, recorded.probabilities, frame_of_rows, frame_of_keys)
 
 
 def wan_self_attention_qkv(
@@ -432,6 +455,30 @@ def attention_probabilities(
         query = query.index_select(2, query_index.to(query.device))
     scores = torch.matmul(query, key.transpose(-1, -2)) * (1.0 / math.sqrt(query.shape[-1]))
     return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+
+
+def cross_frame_probabilities(
+    own: torch.Tensor,
+    recorded: torch.Tensor,
+    frame_of_rows: torch.Tensor,
+    frame_of_keys: torch.Tensor,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """x's attention rows with their cross-frame part taken from x': (..., M, N), rows sum to 1.
+
+    own, recorded: probabilities P (x) and P' (x') of the same query rows over the same keys.
+    frame_of_rows (M,), frame_of_keys (N,): the latent frame of each query row and key.
+    Within a row's own frame the result is P; over the other frames it is P' rescaled so that its
+    mass equals P's mass there: x keeps its own split between its frame and the others and takes
+    from x' only where in the other frames it looks. With no cross-frame keys it is P.
+    """
+    same_frame = frame_of_rows[:, None] == frame_of_keys[None, :]  # (M, N)
+    # float32 (as the softmax): a bf16 ratio of two masses would lose the rows' sum of 1.
+    own32, recorded32 = own.float(), recorded.float()
+    own_cross = own32.masked_fill(same_frame, 0)
+    recorded_cross = recorded32.masked_fill(same_frame, 0)
+    scale = own_cross.sum(-1, keepdim=True) / recorded_cross.sum(-1, keepdim=True).clamp_min(eps)
+    return (own32.masked_fill(~same_frame, 0) + recorded_cross * scale).to(own.dtype)
 
 
 def _apply_rotary(tokens: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:

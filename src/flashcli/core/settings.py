@@ -53,6 +53,9 @@ class AlignSettings(BaseModel):
     correspondence_blocks: list[int] | None = None
     # Attention rows recorded per block for Correspondence Align (None = all tokens: tokens^2 memory).
     max_correspondence_tokens: int | None = Field(default=512, ge=1)
+    # Which keys of a recorded row come from x': "all" = x''s rows replace x's whole rows; "cross_frame"
+    # = only the keys in other frames (x keeps its within-frame attention and its own-vs-other split).
+    correspondence_keys: Literal["all", "cross_frame"] = "all"
     aligned_loss_weight: float = Field(default=1.0, ge=0)
     augmented_loss_weight: float = Field(default=1.0, ge=0)
     # What Motion Align swaps: the motion of the block's whole output ("stream") or of its residual

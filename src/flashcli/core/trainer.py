@@ -454,6 +454,7 @@ def _make_alignment(spec: WanSpec, settings: TrainSettings, frames_latent: int) 
         correspondence_blocks=correspondence_blocks if align.correspondence_align else [],
         frames_latent=frames_latent,
         max_correspondence_tokens=align.max_correspondence_tokens,
+        correspondence_keys=align.correspondence_keys,
         detach_recorded=align.detach_recorded,
         motion_source=align.motion_source,
     )
