@@ -83,7 +83,9 @@ def parse_rows(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
                 parser.error(f"--rows: each row has a variant, and optionally a name and align: {row}")
     else:
         try:
-            overrides = {"plain_loss_weight": args.plain_loss_weight, **json.loads(args.align)}
+            overrides = json.loads(args.align)
+            if args.plain_loss_weight is not None:
+                overrides["plain_loss_weight"] = args.plain_loss_weight
         except json.JSONDecodeError as error:
             parser.error(f"--align is not JSON: {error}")
         rows = [{"variant": v.strip(), "align": overrides} for v in args.variants.split(",") if v.strip()]
@@ -199,8 +201,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--plain-loss-weight",
         type=float,
-        default=0.0,
-        help="with an alignment on, also train the plain loss on the original clip (AlignSettings)",
+        default=None,
+        help="with an alignment on, the plain loss's weight on the original clip (default: AlignSettings')",
     )
     parser.add_argument(
         "--align",

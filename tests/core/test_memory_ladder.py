@@ -32,17 +32,24 @@ def _choose(full_size, command: str, frames: int, width: int, height: int, card_
     return mp.choose_rung(command, planner, run, card_gib * GIB, mp.shape_steps(configs))
 
 
-@pytest.mark.parametrize("command", ["learn", "animate"])
+@pytest.mark.parametrize(("command", "frames"), [("learn", 49), ("animate", 81)])
 def test_a_24_gib_card_keeps_the_text_encoder_on_the_cpu_and_an_80_gib_card_runs_as_asked(
-    full_size, command: str
+    full_size, command: str, frames: int
 ) -> None:
-    """81x832x480: with UMT5 (10.6 GiB) on the GPU for the prompts, the 22.5 GiB of weights and the reserve
-    pass 24 GiB; encoding the prompts on the CPU fits. An 80 GiB card needs no change."""
-    small = _choose(full_size, command, 81, 832, 480, 24)
+    """At 832x480 (learn: the low-vram preset's 49 frames): with UMT5 (10.6 GiB) on the GPU for the prompts,
+    the 22.5 GiB of weights and the reserve pass 24 GiB; encoding the prompts on the CPU fits. An 80 GiB
+    card needs no change."""
+    small = _choose(full_size, command, frames, 832, 480, 24)
     assert small.rung is not None and small.rung.text_encoder_cpu and not small.rung.fp8_denoiser
     assert not small.plans[0][1].fits(24 * GIB) and small.plan.fits(24 * GIB)
-    large = _choose(full_size, command, 81, 832, 480, 80)
+    large = _choose(full_size, command, frames, 832, 480, 80)
     assert large.rung == mp.LADDER[0] and large.rung.name == "as asked"
+
+
+def test_learning_81_frames_on_24_gib_stores_the_denoiser_in_fp8(full_size) -> None:
+    """The default variant's three denoiser passes (the plain loss on the clip included) at 81x832x480."""
+    choice = _choose(full_size, "learn", 81, 832, 480, 24)
+    assert choice.rung is not None and choice.rung.fp8_denoiser and choice.plan.fits(24 * GIB)
 
 
 def test_the_fp8_rung_halves_the_denoiser_and_leaves_norms_embeddings_and_fp32_modules_alone(
@@ -62,10 +69,10 @@ def test_nothing_fits_121x1280x704_on_24_gib_and_the_refusal_names_what_would(fu
     assert choice.rung is None
     sentence = choice.refusal()
     assert sentence.count(". ") == 0 and sentence.endswith(".")
-    assert "`flash learn` at 121 frames of 1280x704 needs about 36.0 GiB" in sentence
-    assert "24.0 GiB available" in sentence and "a GPU with at least 36 GiB" in sentence
-    assert "--frames 61 (at 1280x704)" in sentence and "--size 928x512 (at 121 frames)" in sentence
-    for frames, width, height in ((61, 1280, 704), (121, 928, 512)):
+    assert "`flash learn` at 121 frames of 1280x704 needs about 42.9 GiB" in sentence
+    assert "24.0 GiB available" in sentence and "a GPU with at least 43 GiB" in sentence
+    assert "--frames 49 (at 1280x704)" in sentence and "--size 800x448 (at 121 frames)" in sentence
+    for frames, width, height in ((49, 1280, 704), (121, 800, 448)):
         lighter = mp.LADDER[-1].applied(mp.RunSettings(frames, height, width, gradient_checkpointing=True))
         assert mp.plan_learn(full_size[0], lighter, weights=full_size[1]).fits(24 * GIB)
 

@@ -70,8 +70,8 @@ def test_a_training_step_scales_with_passes_samples_and_checkpointing() -> None:
 def test_the_passes_per_step_follow_the_trainer() -> None:
     assert tp.learn_passes(AlignSettings.variant("none")) == 1
     assert tp.learn_passes(AlignSettings.variant("augment")) == 2
-    assert tp.learn_passes(AlignSettings.variant("augment_both")) == 2
-    assert tp.learn_passes(AlignSettings.variant("augment_both", plain_loss_weight=0.5)) == 3
+    assert tp.learn_passes(AlignSettings.variant("augment_both")) == 3  # the plain loss is on by default
+    assert tp.learn_passes(AlignSettings.variant("augment_both", plain_loss_weight=0.0)) == 2
 
 
 def test_the_estimate_plans_at_the_assumed_share_of_the_throughput() -> None:

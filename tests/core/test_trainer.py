@@ -166,7 +166,8 @@ def test_each_ablation_switch_changes_which_hooks_fire(
     if not align.injects:
         assert loss_terms == {"x", "x_aug", "total"} and not built
         return
-    assert loss_terms == {"x_aug", "x_aligned", "total"}
+    # Aligned: the aligned and augmented losses, and by default the plain loss on x as `animate` runs.
+    assert loss_terms == {"x", "x_aug", "x_aligned", "total"}
     fired = built[0].fired
     motion_blocks = set(tiny_spec.default_motion_blocks) if align.motion_align else set()
     correspondence_blocks = (

@@ -232,8 +232,9 @@ class RunSettings:
     vae_tiling: bool = False
     # The denoiser stored in fp8 (diffusers' layerwise casting), computed in `precision`.
     fp8_storage: bool = False
-    # Denoiser graphs a training step holds: 1 for variant `none`, 2 with augmentation (default).
-    passes: int = 2
+    # Denoiser graphs a training step holds (`AlignSettings.denoiser_passes`): 1 for variant `none`, 2 with
+    # augmentation, 3 for the default (the clip, its augmented copy, the plain pass on the clip).
+    passes: int = 3
     correspondence_blocks: int = 4  # 0 without Correspondence Align
     guidance: bool = True  # classifier-free guidance when sampling (text bases): batch 2
 
@@ -786,7 +787,7 @@ def learn_run(settings: Any, precision: Precision = "bf16") -> RunSettings:
         gradient_checkpointing=bool(settings.gradient_checkpointing),
         precision=precision,
         text_encoder="freed",
-        passes=2 if align.strong_augment else 1,
+        passes=align.denoiser_passes,
         correspondence_blocks=4 if align.correspondence_align else 0,
     )
 

@@ -56,15 +56,19 @@ class AlignSettings(BaseModel):
     # Which keys of a recorded row come from x': "all" = x''s rows replace x's whole rows; "cross_frame"
     # = only the keys in other frames (x keeps its within-frame attention and its own-vs-other split).
     correspondence_keys: Literal["all", "cross_frame"] = "all"
-    aligned_loss_weight: float = Field(default=1.0, ge=0)
+    # 0.5 with the plain loss at 1: the least harm to new people's denoising of the settings measured
+    # (bench/RESULTS.md, "Alignment settings"); 1.0 alone did twice the harm.
+    aligned_loss_weight: float = Field(default=0.5, ge=0)
     augmented_loss_weight: float = Field(default=1.0, ge=0)
     # What Motion Align swaps: the motion of the block's whole output ("stream") or of its residual
     # update only ("update"); see docs/motion_alignment.md.
     motion_source: Literal["stream", "update"] = "stream"
     # Inject the x' tensors as constants: the aligned loss then trains nothing through the x' pass.
     detach_recorded: bool = False
-    # A third forward on x without injection; off by default so alignment costs ~one extra pass.
-    plain_loss_weight: float = Field(default=0.0, ge=0)
+    # A third forward on x without injection, so the adapter also trains in the state `animate` runs it
+    # in. Measured on 4 held-out actions (bench/RESULTS.md, "Alignment settings"): weight 1 halves the
+    # harm Motion Align does to new people's denoising, for about 1.4x the learn time.
+    plain_loss_weight: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _alignment_needs_augmentation(self) -> AlignSettings:
@@ -78,6 +82,15 @@ class AlignSettings(BaseModel):
     @property
     def injects(self) -> bool:
         return self.motion_align or self.correspondence_align
+
+    @property
+    def denoiser_passes(self) -> int:
+        """Denoiser passes per sample in a training step, as the trainer runs them: 1 without strong
+        augmentation; 2 with it (the clip and its augmented copy); 3 when an alignment injects and the
+        plain loss on the clip is also weighted."""
+        if not self.strong_augment:
+            return 1
+        return 3 if self.injects and self.plain_loss_weight > 0 else 2
 
     @classmethod
     def variant(cls, name: str, **overrides: object) -> AlignSettings:

@@ -118,14 +118,8 @@ def denoiser_backward_flops(transformer: Mapping[str, Any], tokens: int, text_to
 
 
 def learn_passes(align: Any) -> int:
-    """Denoiser passes per sample in a training step, as `core.trainer._micro_batch_losses` runs them:
-    1 without strong augmentation; 2 with it (the clip and its augmented copy); 3 when Motion or
-    Correspondence Align injects and a plain loss is also weighted."""
-    if not align.strong_augment:
-        return 1
-    if align.injects and align.plain_loss_weight > 0:
-        return 3
-    return 2
+    """Denoiser passes per sample in a training step (`AlignSettings.denoiser_passes`)."""
+    return int(align.denoiser_passes)
 
 
 def training_step_flops(
