@@ -43,11 +43,12 @@ def test_a_smoke_run_times_each_variant_and_counts_its_denoiser_passes(tmp_path:
     result = json.loads(out.read_text())
     (row,) = result["rows"]
     assert (row["frames"], row["size"]) == (9, 64)
-    # plain LoRA runs the denoiser once a step; augment + alignment also on the augmented copy
+    # plain LoRA runs the denoiser once a step; augment + alignment also on the augmented copy, and
+    # (the default plain loss) once more on the clip without injection
     assert row["none"]["denoiser_passes_per_step"] == 1
-    assert row["augment_both"]["denoiser_passes_per_step"] == 2
+    assert row["augment_both"]["denoiser_passes_per_step"] == 3
     assert row["augment_both"]["model_tflops_per_step"] == pytest.approx(
-        2 * row["none"]["model_tflops_per_step"]
+        3 * row["none"]["model_tflops_per_step"]
     )
     for variant in ("none", "augment_both"):
         assert row[variant]["seconds_per_step"] > 0

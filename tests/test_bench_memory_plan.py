@@ -36,5 +36,8 @@ def test_the_ladder_table_names_the_rung_each_card_gets_and_what_fits_when_none_
     lines: list[str] = []
     assert bench.main(["--shapes", "81x832x480"], out=lines.append) == 0
     table = "\n".join(lines)
-    assert "| 81x832x480 | learn | 25.9/23.5/22.3/17.6 | text encoder on the CPU | as asked |" in table
-    assert "| 121x1280x704 | learn |" in table and "refused; fits: --frames 61 (at 1280x704)" in table
+    assert (
+        "| 81x832x480 | learn | 25.9/24.3/24.3/19.6 | text encoder on the CPU, VAE tiled, denoiser stored "
+        "in fp8 | as asked |"
+    ) in table
+    assert "| 121x1280x704 | learn |" in table and "refused; fits: --frames 49 (at 1280x704)" in table

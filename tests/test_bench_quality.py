@@ -129,7 +129,7 @@ def test_a_changed_alignment_setting_retrains_only_the_rows_that_use_it(quality)
     """The cache key carries what each run's training reads, so a run cached under other alignment
     settings is never scored as if it had the new ones, and rows without alignment keep their cache."""
     before = quality.Protocol(preset="quick")
-    after = quality.Protocol(preset="quick", learn={"align": {"aligned_loss_weight": 0.5}})
+    after = quality.Protocol(preset="quick", learn={"align": {"aligned_loss_weight": 0.25}})
 
     def key(protocol, variant: str, seed: int = 0) -> str:
         return quality.run_key(protocol, variant, 8, seed, "weld", TINY)

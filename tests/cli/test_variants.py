@@ -37,7 +37,7 @@ def _variant_preset(workspace: Workspace, folder: Path, name: str) -> Path:
     switches = VARIANTS["none" if name == "plain_lora" else name]
     table = "\n".join(f"{key} = {str(on).lower()}" for key, on in zip(SWITCHES, switches, strict=True))
     # A large learning rate, so that two steps move every variant's video by more than 8-bit rounding.
-    text = workspace.preset.read_text().replace("[learn]\n", "[learn]\nlearning_rate = 0.05\n")
+    text = workspace.preset.read_text().replace("[learn]\n", "[learn]\nlearning_rate = 0.2\n")
     if name == "plain_lora":
         targets = ", ".join(f'"{t}"' for t in ALL_LORA_TARGETS)
         text = text.replace("[learn.core]\n", f"[learn.core]\ntargets = [{targets}]\n")
