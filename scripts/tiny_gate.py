@@ -143,10 +143,9 @@ def _rest_height(joints: np.ndarray) -> float:
     return max(span / REST_SPAN_PER_HEIGHT, 1.0)
 
 
-def learned_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
-    """The action's motion as `learn` can compute it: each clip's detected joints as displacement from its
-    frame 0 in figure heights, mirrored onto one handedness (the clips' majority), then averaged.
-    Returns (F, J, 2)."""
+def side_aligned_moves(detector: Any, clips: list[Any]) -> list[np.ndarray]:
+    """Each clip's detected joints as displacement from its frame 0 in figure heights, every clip put on
+    the handedness most of them use (mirrored where needed). Returns a list of (F, J, 2)."""
     from flashcli.lab.keypoints.data import mirror_permutation
 
     swap = mirror_permutation()
@@ -161,9 +160,56 @@ def learned_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
             ((f - mean) ** 2).sum() < ((m - mean) ** 2).sum() for m, f in zip(moves, mirrored, strict=True)
         ]
         mean = np.mean([f if flip else m for m, f, flip in zip(moves, mirrored, flips, strict=True)], axis=0)
+    aligned = [f if flip else m for m, f, flip in zip(moves, mirrored, flips, strict=True)]
     if sum(flips) > len(flips) / 2:  # most clips were done the other way round: keep their side
-        mean = mean[:, swap] * np.array([-1.0, 1.0], dtype=np.float32)
-    return mean.astype(np.float32)
+        aligned = [a[:, swap] * np.array([-1.0, 1.0], dtype=np.float32) for a in aligned]
+    return [a.astype(np.float32) for a in aligned]
+
+
+def learned_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
+    """Rung 2, try 1: the side-aligned detected displacements averaged frame by frame. Returns (F, J, 2)."""
+    return np.mean(side_aligned_moves(detector, clips), axis=0).astype(np.float32)
+
+
+def _pairwise_dtw(moves: list[np.ndarray]) -> np.ndarray:
+    """(N, N) DTW distances between displacement trajectories (mean joint distance along the path)."""
+    from flashcli.lab import metrics
+
+    count = len(moves)
+    distances = np.zeros((count, count))
+    for i in range(count):
+        for j in range(i + 1, count):
+            cost = metrics.pose_cost(moves[i], moves[j])
+            rows, columns = metrics.dtw_path(cost)
+            distances[i, j] = distances[j, i] = float(cost[rows, columns].mean())
+    return distances
+
+
+def medoid_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
+    """Rung 2, try 3a: one real performance instead of an average, the clip whose side-aligned motion is
+    nearest (DTW) to all the others. An average of clips that differ in speed cancels its own amplitude;
+    a medoid keeps a whole, crisp motion. Returns (F, J, 2)."""
+    moves = side_aligned_moves(detector, clips)
+    return moves[int(_pairwise_dtw(moves).sum(axis=1).argmin())]
+
+
+def barycenter_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
+    """Rung 2, try 3b: the medoid's timing with the clips' average shape. Each clip is DTW-aligned to the
+    medoid and its matched poses averaged per medoid frame (one pass of DTW barycenter averaging), so
+    speed differences no longer cancel the amplitude. Returns (F, J, 2)."""
+    from flashcli.lab import metrics
+
+    moves = side_aligned_moves(detector, clips)
+    medoid = moves[int(_pairwise_dtw(moves).sum(axis=1).argmin())]
+    sums = np.zeros_like(medoid, dtype=np.float64)
+    counts = np.zeros(len(medoid))
+    for move in moves:
+        rows, columns = metrics.dtw_path(metrics.pose_cost(medoid, move))
+        np.add.at(sums, rows, move[columns])
+        np.add.at(counts, rows, 1.0)
+    average = sums / counts[:, None, None]
+    average[0] = 0.0  # frame 0 is the photo
+    return average.astype(np.float32)
 
 
 def _mirrored(displacement: torch.Tensor) -> torch.Tensor:
@@ -264,9 +310,12 @@ class Judge:
         self.cue = cue
         self.learned: dict[str, np.ndarray] = {}
         self.world = world
-        if cue in ("detected", "searched"):
+        if cue != "oracle":
             actions = {str(c.meta["action"]) for block in self.blocks.values() for c in block}
-            self.learned = {a: learned_displacement(self.detector, learn_clips(a, 8, world)) for a in actions}
+            compute = {"medoid": medoid_displacement, "barycenter": barycenter_displacement}.get(
+                cue, learned_displacement
+            )
+            self.learned = {a: compute(self.detector, learn_clips(a, 8, world)) for a in actions}
 
     def search_cues(self, spec: Any, caption: MotionCaption, skeleton: SkeletonInput, steps: int) -> None:
         """Replace the held-out actions' detected cues by searched ones (`searched_displacement`)."""
@@ -695,10 +744,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     judge_parser.add_argument(
         "--cue",
-        choices=["oracle", "detected", "searched"],
+        choices=["oracle", "detected", "searched", "medoid", "barycenter"],
         default="oracle",
-        help="oracle: the true joints; detected: 8 clips by other people through the keypoint detector "
-        "(rung 2); searched: that, then fitted through the frozen denoiser (held-out actions only)",
+        help="oracle: the true joints; detected: 8 clips by other people through the keypoint detector, "
+        "averaged (rung 2); searched: that, then fitted through the frozen denoiser (held-out actions "
+        "only); medoid: the one clip nearest the others; barycenter: the medoid's timing, averaged shape",
     )
     judge_parser.add_argument("--search-steps", type=int, default=60)
     train_parser.add_argument("--cache", nargs="+", required=True)
