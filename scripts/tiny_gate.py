@@ -348,9 +348,14 @@ class Judge:
         null_text: torch.Tensor,
         steps: int,
         skeleton: SkeletonInput | None = None,
+        told_only: bool = False,
     ) -> dict[str, Any]:
+        """Every row, or with `told_only` just the held-out actions told the cue (ancestral): the row a
+        second cue is tracked by while training."""
         results: dict[str, Any] = {}
         for name, clips in self.blocks.items():
+            if told_only and name != "heldout":
+                continue
             truth, pixels = self.truth[name], _blur(self.pixels[name])
             motion = self.motion(clips)
             cue = caption(motion)
@@ -361,6 +366,8 @@ class Judge:
                 for told, text in (("cue", cue), ("null", null)):
                     if (sampler == "euler" or name != "heldout") and told == "null":
                         continue  # the null text is the control; one sampler and one block are enough
+                    if told_only and (sampler == "euler" or told == "null"):
+                        continue
                     final = self._sample(
                         spec, truth[:, :, :1], text, eta, steps, skeleton, maps if told == "cue" else None
                     )
@@ -377,6 +384,8 @@ class Judge:
                         results[f"{name}/{sampler}/{told}"].update(
                             keypoint_scores(self.detector, videos, clips)
                         )
+        if told_only:
+            return results
         results["heldout/still/keypoints"] = self.still_keypoints
         results["heldout/truth/keypoints"] = self.truth_keypoints
         return results
@@ -533,6 +542,9 @@ def train(args: argparse.Namespace) -> None:
     (run / "settings.json").write_text(json.dumps(vars(args), indent=2))
     log = JsonlLog(run / "log.jsonl", step)
     judge = Judge(spec, args.people, args.world)
+    # Cues `learn` could compute, tracked at every judge next to the oracle: does what the renderer
+    # learns carry over to them?
+    tracked = {cue: Judge(spec, args.people, args.world, cue) for cue in args.track_cues}
     started = time.time()
 
     def now() -> float:
@@ -544,6 +556,9 @@ def train(args: argparse.Namespace) -> None:
         transformer.eval()
         tick = time.time()
         result = judge(spec, caption, null_text, args.judge_steps, skeleton)
+        for cue, extra in tracked.items():
+            told = extra(spec, caption, null_text, args.judge_steps, skeleton, told_only=True)
+            result.update({f"{cue}:{key}": value for key, value in told.items()})
         modules.load_state_dict(live)
         transformer.train()
         record = {
@@ -769,6 +784,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skeleton", action="store_true", help="diagnostic ceiling: the target skeleton as input channels"
     )
     train_parser.add_argument("--warm-from", help="start from another run's weight average (its EMA)")
+    train_parser.add_argument(
+        "--track-cues",
+        nargs="*",
+        default=[],
+        choices=["detected", "medoid", "barycenter"],
+        help="also judge the held-out actions told these computed cues at every judge",
+    )
     for p in (vae, cache, train_parser, judge_parser):
         p.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
