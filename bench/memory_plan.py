@@ -170,7 +170,7 @@ def flops_rows() -> list[dict[str, Any]]:
     from flashcli.core.settings import AlignSettings
 
     transformer, vae = mp.WAN22_TI2V_5B_TRANSFORMER, mp.WAN22_VAE
-    passes = time_plan.learn_passes(AlignSettings())
+    passes = AlignSettings().denoiser_passes
     rows = []
     for frames, width, height in LADDER_SHAPES:
         tokens = time_plan.video_tokens(transformer, vae, frames, width, height)

@@ -68,10 +68,18 @@ def test_a_training_step_scales_with_passes_samples_and_checkpointing() -> None:
 
 
 def test_the_passes_per_step_follow_the_trainer() -> None:
-    assert tp.learn_passes(AlignSettings.variant("none")) == 1
-    assert tp.learn_passes(AlignSettings.variant("augment")) == 2
-    assert tp.learn_passes(AlignSettings.variant("augment_both")) == 3  # the plain loss is on by default
-    assert tp.learn_passes(AlignSettings.variant("augment_both", plain_loss_weight=0.0)) == 2
+    assert AlignSettings.variant("none").denoiser_passes == 1
+    assert AlignSettings.variant("augment").denoiser_passes == 2
+    assert AlignSettings.variant("augment_both").denoiser_passes == 3  # the plain loss is on by default
+    assert AlignSettings.variant("augment_both", plain_loss_weight=0.0).denoiser_passes == 2
+
+
+def test_the_learn_estimate_counts_the_alignment_passes() -> None:
+    plain = TrainSettings(frames=81, size=480, width=832, steps=100, align=AlignSettings.variant("none"))
+    aligned = plain.model_copy(update={"align": AlignSettings.variant("augment_both")})
+    one = tp.learn_estimate(FULL, mp.WAN22_VAE, mp.TEXT_TOKENS, plain, 400.0).flops
+    three = tp.learn_estimate(FULL, mp.WAN22_VAE, mp.TEXT_TOKENS, aligned, 400.0).flops
+    assert 2.5 * one < three <= 3 * one  # three passes per step; a preview would add the same to both
 
 
 def test_the_estimate_plans_at_the_assumed_share_of_the_throughput() -> None:

@@ -117,11 +117,6 @@ def denoiser_backward_flops(transformer: Mapping[str, Any], tokens: int, text_to
     return _token_path(w, tokens, text_tokens) + w.layers * _self_attention(w, tokens)
 
 
-def learn_passes(align: Any) -> int:
-    """Denoiser passes per sample in a training step (`AlignSettings.denoiser_passes`)."""
-    return int(align.denoiser_passes)
-
-
 def training_step_flops(
     transformer: Mapping[str, Any],
     tokens: int,
@@ -260,7 +255,7 @@ def learn_estimate(
         transformer,
         tokens,
         text_tokens,
-        learn_passes(train.align),
+        train.align.denoiser_passes,
         checkpointing=bool(train.gradient_checkpointing),
         samples=train.batch_size * train.grad_accum,
     )
