@@ -228,6 +228,44 @@ def test_manifest_with_unknown_field_is_refused(tmp_path: Path) -> None:
         read_manifest(path)
 
 
+def test_a_manifest_from_a_newer_flash_asks_for_an_upgrade_not_a_relearn(tmp_path: Path) -> None:
+    from flashcli import __version__
+
+    path = tmp_path / MANIFEST_FILE
+    data = manifest_for("weld").model_dump(mode="json") | {"new_field": 1}
+    path.write_text(json.dumps(data | {"versions": {"flashcli": "99.0.0"}}))
+    with pytest.raises(UserError) as newer:
+        read_manifest(path)
+    assert str(newer.value) == (
+        f"Manifest '{path}' was written by flash 99.0.0, newer than this flash ({__version__}); "
+        "upgrade flash to read it."
+    )
+    path.write_text(json.dumps(data | {"format_version": 2}))
+    with pytest.raises(UserError, match=r"uses manifest format 2, newer than this flash .*upgrade flash"):
+        read_manifest(path)
+    # Written by this flash (or an older one, or one that does not say): the field is damage, as before.
+    for writer in (__version__, "0.0.1", "not a version"):
+        path.write_text(json.dumps(data | {"versions": {"flashcli": writer}}))
+        with pytest.raises(UserError, match="invalid at 'new_field'.*re-learn"):
+            read_manifest(path)
+
+
+def test_a_manifest_records_the_memory_rung_and_reads_without_one(tmp_path: Path) -> None:
+    rung = {
+        "name": "text encoder on the CPU",
+        "text_encoder_cpu": True,
+        "vae_tiling": False,
+        "fp8_denoiser": False,
+    }
+    path = tmp_path / MANIFEST_FILE
+    path.write_text(json.dumps(manifest_for("weld").model_dump(mode="json") | {"memory": rung}))
+    assert read_manifest(path).memory == rung
+    older = manifest_for("weld").model_dump(mode="json")
+    del older["memory"]
+    path.write_text(json.dumps(older))
+    assert read_manifest(path).memory is None
+
+
 def test_library_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")

@@ -41,6 +41,7 @@ import filelock
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flashcli import __version__
 from flashcli.errors import UserError, environment_problem
 from flashcli.files import atomic_path, discard_folder, replace_folder, staging_folder, write_text_atomic
 
@@ -171,6 +172,10 @@ class ActionManifest(_Record):
     # Detail Enhancement Decoder, where there is one) or "plain" (learned with detail_enhance = false).
     # None: from before it was recorded; the DED decodes, as it did then.
     decoder: Literal["ded", "plain"] | None = None
+    # The preflight's memory rung the adapter was trained under (`core.memory_plan.MemoryRung` as a dict:
+    # fp8 storage of the denoiser changes what the LoRA learned against). None: not planned (CPU, tiny)
+    # or a manifest from before it was recorded.
+    memory: dict[str, Any] | None = None
     preview_source: str
     # None in manifests from before the preview was checked; `Staging.commit` records them.
     preview_sha256: str | None = None
@@ -744,9 +749,35 @@ def parse_manifest(
     try:
         return ActionManifest.model_validate(data)
     except ValidationError as error:
+        newer = _newer_writer(data)
+        if newer is not None:
+            raise UserError(
+                f"{label} {newer}, newer than this flash ({__version__}); upgrade flash to read it."
+            ) from None
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "document"
         raise UserError(f"{label} is invalid at '{where}' ({first['msg']}); {fix}.") from None
+
+
+def _newer_writer(data: Any) -> str | None:
+    """How the manifest says it comes from a newer flash than this one ('was written by flash X.Y.Z', 'uses
+    manifest format N'): its new fields are then not errors to fix but a reason to upgrade. None when it
+    does not say so."""
+    if not isinstance(data, dict):
+        return None
+    written = data.get("format_version")
+    if isinstance(written, int) and not isinstance(written, bool) and written > MANIFEST_VERSION:
+        return f"uses manifest format {written}"
+    versions = data.get("versions")
+    writer = versions.get("flashcli") if isinstance(versions, dict) else None
+    if not isinstance(writer, str):
+        return None
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return f"was written by flash {writer}" if Version(writer) > Version(__version__) else None
+    except InvalidVersion:
+        return None
 
 
 def read_manifest(path: Path) -> ActionManifest:

@@ -286,6 +286,8 @@ def _facts(manifest: ActionManifest) -> Table:
     else:
         facts.add_row("DED", "the base's (not fine-tuned)")
     facts.add_row("decoder", _decoder_words(manifest))
+    if manifest.memory is not None:
+        facts.add_row("memory", escape(str(manifest.memory.get("name", manifest.memory))))
     facts.add_row("preview", escape(_preview_words(manifest)))
     return facts
 

@@ -129,6 +129,11 @@ def test_the_chosen_rung_is_applied_and_the_run_still_learns_and_animates(
     spec = loaded[0]
     assert spec.vae.use_tiling and spec.text_device.type == "cpu"
     assert _is_layerwise_casting_active(spec.transformer)
+    # The action says what it was trained under: an fp8-stored denoiser changes what the LoRA learned.
+    saved = json.loads((Path(job["library"]) / "weld" / "action.json").read_text())
+    assert saved["memory"]["fp8_denoiser"] and saved["memory"]["name"] == memory["rung"]["name"]
+    shown = CliRunner().invoke(app, ["inspect", "weld", "--library", str(job["library"])])
+    assert shown.exit_code == 0 and "denoiser stored in fp8" in shown.output
 
     photo = tmp_path / "photo.png"
     Image.fromarray(sliding_square(9, frames=2, height=64, width=64)[0]).save(photo)

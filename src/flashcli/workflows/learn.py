@@ -482,6 +482,7 @@ def stage_action(
         adapter_sha256=file_hash(folder / ADAPTER_FILE),
         ded=ded_record,
         decoder="ded" if settings.align.detail_enhance else "plain",
+        memory=None if spec.memory is None else spec.memory.as_dict(),
         preview_source=preview_source,
         versions=versions(),
     )

@@ -26,6 +26,8 @@ class MemoryRung(Protocol):
     vae_tiling: bool
     fp8_denoiser: bool
 
+    def as_dict(self) -> dict[str, Any]: ...
+
 
 # What every flash base folder's flash_base.json holds when the saver does not say otherwise.
 BASE_META_DEFAULTS: dict[str, Any] = {
