@@ -356,12 +356,11 @@ class Judge:
         for name, clips in self.blocks.items():
             if told_only and name != "heldout":
                 continue
-            truth, pixels = self.truth[name], _blur(self.pixels[name])
+            truth = self.truth[name]
             motion = self.motion(clips)
             cue = caption(motion)
             null = _null_like(null_text, cue)
             maps = _limb_maps(motion, truth) if skeleton is not None else None
-            exact_still = pixels[:, :, :1].expand_as(pixels)
             for sampler, eta in (("ancestral", 1.0), ("euler", 0.0)):
                 for told, text in (("cue", cue), ("null", null)):
                     if (sampler == "euler" or name != "heldout") and told == "null":
@@ -371,24 +370,27 @@ class Judge:
                     final = self._sample(
                         spec, truth[:, :, :1], text, eta, steps, skeleton, maps if told == "cue" else None
                     )
-                    raw = _decode(spec, final)
-                    decoded = _blur(raw)
-                    results[f"{name}/{sampler}/{told}"] = {
-                        "latent": _ratio(final, self.still[name], truth),
-                        "pixel": _ratio(decoded, _blur(self.still_pixels[name]), pixels),
-                        "pixel_exact": _ratio(decoded, exact_still, pixels),
-                        "motion": _motion(decoded) / max(_motion(pixels), 1e-8),
-                    }
-                    if name == "heldout":
-                        videos = _as_videos(raw, clips)
-                        results[f"{name}/{sampler}/{told}"].update(
-                            keypoint_scores(self.detector, videos, clips)
-                        )
+                    results[f"{name}/{sampler}/{told}"] = self.scores(spec, name, final)
         if told_only:
             return results
         results["heldout/still/keypoints"] = self.still_keypoints
         results["heldout/truth/keypoints"] = self.truth_keypoints
         return results
+
+    def scores(self, spec: Any, name: str, final: torch.Tensor) -> dict[str, float]:
+        """The judged numbers of one block's sampled latents (in the block's clip order)."""
+        truth, pixels, clips = self.truth[name], _blur(self.pixels[name]), self.blocks[name]
+        raw = _decode(spec, final)
+        decoded = _blur(raw)
+        result = {
+            "latent": _ratio(final, self.still[name], truth),
+            "pixel": _ratio(decoded, _blur(self.still_pixels[name]), pixels),
+            "pixel_exact": _ratio(decoded, pixels[:, :, :1].expand_as(pixels), pixels),
+            "motion": _motion(decoded) / max(_motion(pixels), 1e-8),
+        }
+        if name == "heldout":
+            result.update(keypoint_scores(self.detector, _as_videos(raw, clips), clips))
+        return result
 
     @staticmethod
     def _sample(
@@ -634,6 +636,95 @@ def _null_like(null_text: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return null_text.reshape(1, -1, null_text.shape[-1]).repeat(text.shape[0], repeats, 1)[:, : text.shape[1]]
 
 
+def clip_cues(detector: Any, clips: list[Any]) -> torch.Tensor:
+    """What `learn` can draw for each of its own clips: the clip's detected joints as caption motion
+    (B, F, J, 4). Unlike the action's shared cue, this is each clip's own motion, so the LoRA is trained
+    on cues that match its targets."""
+    motions = []
+    for clip in clips:
+        found = detector.detect(clip.frames)
+        motions.append(joint_motion(found, _rest_height(found), clip.frames.shape[1:3]))
+    return torch.from_numpy(np.stack(motions))
+
+
+def fit_action_lora(
+    spec: Any,
+    caption: MotionCaption,
+    skeleton: SkeletonInput,
+    clips: list[Any],
+    cues: torch.Tensor,
+    steps: int,
+    rank: int,
+    learning_rate: float,
+    seed: int = 0,
+) -> list[torch.nn.Parameter]:
+    """`learn --preset quick`'s LoRA (attention q/k/v/out, rank, learning rate, batch 1 cycling over the
+    clips) fitted to the clips under the base's own loss, each clip told its own detected cue. It is
+    left attached as adapter 'gate'; the caller samples with it, then deletes it."""
+    from flashcli.core.adapter import attach_new_lora
+    from flashcli.core.settings import DEFAULT_LORA_TARGETS
+
+    with torch.no_grad():
+        latents = spec.encode_video(torch.stack([video_to_tensor(c.frames) for c in clips]))
+    parameters = attach_new_lora(spec, name="gate", targets=list(DEFAULT_LORA_TARGETS), rank=rank, alpha=rank)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    spec.transformer.train()
+    for step in range(steps):
+        index = step % len(clips)
+        x0, motion = latents[index : index + 1], cues[index : index + 1]
+        with torch.no_grad():
+            text = caption(motion)
+        with skeleton.showing(_limb_maps(motion, x0)):
+            loss = flow.first_frame_flow_loss(spec, x0, text, generator, spec.flow_shift)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    spec.transformer.eval()
+    return parameters
+
+
+@torch.no_grad()
+def judge_with_lora(
+    spec: Any, caption: MotionCaption, skeleton: SkeletonInput, judge: Judge, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The held-out block as `learn` then `animate` would make it: per action, a LoRA fitted on the 8 clips
+    with their own detected cues, then each judged photo sampled (ancestral) told the action's shared
+    computed cue, with the LoRA attached."""
+    clips = judge.blocks["heldout"]
+    truth = judge.truth["heldout"]
+    motion = judge.motion(clips)
+    finals = []
+    for action in HELDOUT_ACTIONS:
+        tick = time.time()
+        rows = [i for i, c in enumerate(clips) if c.meta["action"] == action]
+        learned = learn_clips(action, 8, judge.world)
+        with torch.enable_grad():
+            fit_action_lora(
+                spec,
+                caption,
+                skeleton,
+                learned,
+                clip_cues(judge.detector, learned),
+                args.lora_steps,
+                args.lora_rank,
+                args.lora_lr,
+            )
+        told = motion[rows]
+        condition = truth[rows][:, :, :1]
+        finals.append(
+            Judge._sample(
+                spec, condition, caption(told), 1.0, args.judge_steps, skeleton, _limb_maps(told, truth[rows])
+            )
+        )
+        spec.transformer.delete_adapters(["gate"])
+        print(f"lora {action}: {time.time() - tick:.0f}s", flush=True)
+    order = [i for action in HELDOUT_ACTIONS for i, c in enumerate(clips) if c.meta["action"] == action]
+    final = torch.empty_like(torch.cat(finals))
+    final[order] = torch.cat(finals)
+    return {"heldout/ancestral/cue+lora": judge.scores(spec, "heldout", final)}
+
+
 def judge_only(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -657,7 +748,13 @@ def judge_only(args: argparse.Namespace) -> None:
             raise SystemExit("--cue searched needs a run trained with --skeleton")
         modules.requires_grad_(False)
         judge.search_cues(spec, caption, skeleton, args.search_steps)
-    result = judge(spec, caption, null_text, args.judge_steps, skeleton)
+    if args.lora_steps:
+        if skeleton is None or args.cue == "oracle":
+            raise SystemExit("--lora-steps needs a run trained with --skeleton and a computed --cue")
+        modules.requires_grad_(False)
+        result = judge_with_lora(spec, caption, skeleton, judge, args)
+    else:
+        result = judge(spec, caption, null_text, args.judge_steps, skeleton)
     print(json.dumps({"step": state["step"], "cue": args.cue, **result}, indent=1))
     if args.sheet:
         write_sheet(Path(args.sheet), judge, spec, caption, null_text, args.judge_steps, skeleton)
@@ -766,6 +863,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "only); medoid: the one clip nearest the others; barycenter: the medoid's timing, averaged shape",
     )
     judge_parser.add_argument("--search-steps", type=int, default=60)
+    judge_parser.add_argument(
+        "--lora-steps",
+        type=int,
+        default=0,
+        help="judge as learn + animate would: a per-action LoRA fitted this many steps on the 8 clips, "
+        "each told its own detected cue (the quick preset: 60)",
+    )
+    judge_parser.add_argument("--lora-rank", type=int, default=4)
+    judge_parser.add_argument("--lora-lr", type=float, default=2e-3)
     train_parser.add_argument("--cache", nargs="+", required=True)
     train_parser.add_argument("--layout", choices=["per_frame", "global"], default="per_frame")
     train_parser.add_argument("--world", choices=["standard", "simple"], default="simple")

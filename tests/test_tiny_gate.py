@@ -56,3 +56,18 @@ def test_the_cue_learn_computes_keeps_one_side_and_starts_at_the_photos_pose() -
     assert np.allclose(cue[0, :, :2], 0.0)  # frame 0 is the photo: no displacement
     true_start = clip_motion(photo_clip)[0, :, 2:]
     assert np.sqrt(((cue[0, :, 2:] - true_start) ** 2).mean()) < 0.05  # detected pose: measured 0.026 rms
+
+
+def test_one_real_performance_as_the_cue_is_one_of_the_clips_and_keeps_its_amplitude() -> None:
+    from tiny_gate import barycenter_displacement, learn_clips, medoid_displacement, side_aligned_moves
+
+    detector = load_detector()
+    clips = learn_clips("jumping_jack", 4, "simple")
+    moves = side_aligned_moves(detector, clips)
+    medoid = medoid_displacement(detector, clips)
+    assert any(np.array_equal(medoid, move) for move in moves)  # a real clip's motion, not a blend
+    barycenter = barycenter_displacement(detector, clips)
+    assert barycenter.shape == medoid.shape and np.allclose(barycenter[0], 0.0)
+    # Averaged along the medoid's timing, the clips' speed differences do not cancel the arms' rise.
+    frame_mean = np.mean(moves, axis=0)
+    assert np.abs(barycenter).max() >= 0.9 * np.abs(frame_mean).max()
