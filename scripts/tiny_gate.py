@@ -189,7 +189,11 @@ def medoid_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
     """Rung 2, try 3a: one real performance instead of an average, the clip whose side-aligned motion is
     nearest (DTW) to all the others. An average of clips that differ in speed cancels its own amplitude;
     a medoid keeps a whole, crisp motion. Returns (F, J, 2)."""
-    moves = side_aligned_moves(detector, clips)
+    return _medoid(side_aligned_moves(detector, clips))
+
+
+def _medoid(moves: list[np.ndarray]) -> np.ndarray:
+    """The trajectory with the least summed DTW distance to the others."""
     return moves[int(_pairwise_dtw(moves).sum(axis=1).argmin())]
 
 
@@ -200,7 +204,7 @@ def barycenter_displacement(detector: Any, clips: list[Any]) -> np.ndarray:
     from flashcli.lab import metrics
 
     moves = side_aligned_moves(detector, clips)
-    medoid = moves[int(_pairwise_dtw(moves).sum(axis=1).argmin())]
+    medoid = _medoid(moves)
     sums = np.zeros_like(medoid, dtype=np.float64)
     counts = np.zeros(len(medoid))
     for move in moves:
